@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rtioreq wire format: the ACRN I/O request page, binary compatible with Linux's
+ * include/uapi/linux/acrn.h (struct acrn_io_request and friends), plus rtioreq's
+ * channel page (docs/shm-protocol.md).
+ *
+ * Names carry the rtioreq_ prefix so this header can sit beside <linux/acrn.h>;
+ * tests/test_abi.c checks every size and offset against that header.
+ *
+ * Slot state machine (field `processed`), one slot per vCPU:
+ *
+ *	FREE --hv fills, release--> PENDING --service takes--> PROCESSING
+ *	  ^                                                        |
+ *	  +---- hv copies result, stores FREE <---- COMPLETE <-----+  (service: release)
+ *
+ * FREE and COMPLETE belong to the hypervisor; PENDING and PROCESSING to the service
+ * side (rtioreq). A vCPU has at most one request outstanding. Every field of a slot is
+ * written by an untrusted producer: the service side reads each field once into a
+ * private snapshot, validates the snapshot, and uses only the snapshot.
+ */
+#ifndef RTIOREQ_ABI_H
+#define RTIOREQ_ABI_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RTIOREQ_IO_REQUEST_MAX 16 /* slots per page = max vCPUs per VM */
+#define RTIOREQ_PAGE_SIZE 4096
+
+/* `processed` values (ACRN_IOREQ_STATE_*) */
+#define RTIOREQ_STATE_PENDING 0u
+#define RTIOREQ_STATE_COMPLETE 1u
+#define RTIOREQ_STATE_PROCESSING 2u
+#define RTIOREQ_STATE_FREE 3u
+
+/* `type` values (ACRN_IOREQ_TYPE_*) */
+#define RTIOREQ_TYPE_PORTIO 0u
+#define RTIOREQ_TYPE_MMIO 1u
+#define RTIOREQ_TYPE_PCICFG 2u
+
+/* `direction` values (ACRN_IOREQ_DIR_*) */
+#define RTIOREQ_DIR_READ 0u
+#define RTIOREQ_DIR_WRITE 1u
+
+/* ioctl numbers of /dev/acrn_hsm, for the ACRN backend (type 0xA2) */
+#define RTIOREQ_ACRN_IOCTL_TYPE 0xA2
+#define RTIOREQ_ACRN_NR_NOTIFY_REQUEST_FINISH 0x31
+#define RTIOREQ_ACRN_NR_CREATE_IOREQ_CLIENT 0x32
+#define RTIOREQ_ACRN_NR_ATTACH_IOREQ_CLIENT 0x33
+#define RTIOREQ_ACRN_NR_DESTROY_IOREQ_CLIENT 0x34
+#define RTIOREQ_ACRN_NR_CLEAR_VM_IOREQ 0x35
+
+struct rtioreq_mmio_request {
+	uint32_t direction;
+	uint32_t reserved;
+	uint64_t address;
+	uint64_t size;
+	uint64_t value;
+};
+
+struct rtioreq_pio_request {
+	uint32_t direction;
+	uint32_t reserved;
+	uint64_t address;
+	uint64_t size;
+	uint32_t value;
+};
+
+struct rtioreq_pci_request {
+	uint32_t direction;
+	uint32_t reserved[3];
+	uint64_t size;
+	uint32_t value;
+	uint32_t bus;
+	uint32_t dev;
+	uint32_t func;
+	uint32_t reg;
+};
+
+/*
+ * One 256-byte slot. Touches three cache lines: 0 (type, completion_polling),
+ * 64 (the request), 128 (kernel_handled, processed).
+ */
+struct rtioreq_io_request {
+	uint32_t type;
+	uint32_t completion_polling; /* hv spins for COMPLETE; no notification wanted */
+	uint32_t reserved0[14];
+	union {
+		struct rtioreq_pio_request pio_request;
+		struct rtioreq_mmio_request mmio_request;
+		struct rtioreq_pci_request pci_request;
+		uint64_t data[8];
+	} reqs;
+	uint32_t reserved1;
+	uint32_t kernel_handled;
+	uint32_t processed; /* RTIOREQ_STATE_*: access only through the helpers below */
+} __attribute__((aligned(256)));
+
+struct rtioreq_io_request_buffer {
+	union {
+		struct rtioreq_io_request req_slot[RTIOREQ_IO_REQUEST_MAX];
+		uint8_t reserved[RTIOREQ_PAGE_SIZE];
+	};
+};
+
+/* struct acrn_ioreq_notify: argument of ACRN_IOCTL_NOTIFY_REQUEST_FINISH */
+struct rtioreq_ioreq_notify {
+	uint16_t vmid;
+	uint16_t reserved;
+	uint32_t vcpu;
+};
+
+_Static_assert(sizeof(struct rtioreq_mmio_request) == 32, "mmio_request size");
+_Static_assert(sizeof(struct rtioreq_pio_request) == 32, "pio_request size");
+_Static_assert(sizeof(struct rtioreq_pci_request) == 48, "pci_request size");
+_Static_assert(sizeof(struct rtioreq_io_request) == 256, "io_request size");
+_Static_assert(alignof(struct rtioreq_io_request) == 256, "io_request alignment");
+_Static_assert(offsetof(struct rtioreq_io_request, type) == 0, "type offset");
+_Static_assert(offsetof(struct rtioreq_io_request, completion_polling) == 4, "cp offset");
+_Static_assert(offsetof(struct rtioreq_io_request, reqs) == 64, "reqs offset");
+_Static_assert(offsetof(struct rtioreq_io_request, reserved1) == 128, "reserved1 offset");
+_Static_assert(offsetof(struct rtioreq_io_request, kernel_handled) == 132, "kh offset");
+_Static_assert(offsetof(struct rtioreq_io_request, processed) == 136, "processed offset");
+_Static_assert(offsetof(struct rtioreq_pio_request, value) == 24, "pio value offset");
+_Static_assert(offsetof(struct rtioreq_mmio_request, value) == 24, "mmio value offset");
+_Static_assert(offsetof(struct rtioreq_pci_request, value) == 24, "pci value offset");
+_Static_assert(offsetof(struct rtioreq_pci_request, reg) == 40, "pci reg offset");
+_Static_assert(sizeof(struct rtioreq_io_request_buffer) == RTIOREQ_PAGE_SIZE, "page size");
+_Static_assert(sizeof(struct rtioreq_ioreq_notify) == 8, "notify size");
+/* The state helpers view plain uint32_t wire fields as _Atomic uint32_t. */
+_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "atomic u32 size");
+_Static_assert(alignof(_Atomic uint32_t) == alignof(uint32_t), "atomic u32 align");
+
+/* View a 32-bit wire field as an atomic object (same size and alignment, see above). */
+static inline _Atomic uint32_t *rtioreq_wire_atomic(uint32_t *field)
+{
+	return (_Atomic uint32_t *)field;
+}
+
+/*
+ * Channel page: rtioreq's extension for running the hypervisor side in another
+ * process (docs/shm-protocol.md). It follows the request page in a shared region:
+ * region offset 0 = struct rtioreq_io_request_buffer, offset 4096 = struct rtioreq_chan.
+ * Every word is a 32-bit futex word accessed atomically; each has its own cache line
+ * because its writers differ.
+ */
+#define RTIOREQ_CHAN_MAGIC 0x4f495452u /* "RTIO" little endian */
+#define RTIOREQ_CHAN_VERSION 1u
+
+struct rtioreq_chan_line {
+	uint32_t word;
+	uint32_t pad[15];
+};
+
+struct rtioreq_chan {
+	/* line 0: written once by the creator (hypervisor side) before sharing */
+	uint32_t magic;
+	uint32_t version;
+	uint32_t vcpu_num;
+	uint32_t flags; /* reserved, 0 */
+	uint32_t pad0[12];
+	/* hv -> engine doorbell: +1 (release) after a PENDING store, then FUTEX_WAKE */
+	struct rtioreq_chan_line upcall_seq;
+	/* engine -> hv: bit v set = the engine polls slot v, no upcall needed */
+	struct rtioreq_chan_line polled_mask;
+	/* engine -> hv: reserved for the hybrid idle handshake (NEED_WAKEUP), 0 in v1 */
+	struct rtioreq_chan_line need_wakeup;
+	/* engine -> hv, per vCPU: +1 (release) after COMPLETE when completion_polling
+	 * was 0, then FUTEX_WAKE: the completion notification ("finish hypercall") */
+	struct rtioreq_chan_line done_seq[RTIOREQ_IO_REQUEST_MAX];
+};
+
+/* The whole shared region: what the hypervisor side creates and the engine maps. */
+struct rtioreq_shm_region {
+	struct rtioreq_io_request_buffer page;
+	union {
+		struct rtioreq_chan chan;
+		uint8_t chan_reserved[RTIOREQ_PAGE_SIZE];
+	};
+};
+
+_Static_assert(sizeof(struct rtioreq_chan_line) == 64, "chan line size");
+_Static_assert(offsetof(struct rtioreq_chan, upcall_seq) == 64, "upcall_seq offset");
+_Static_assert(offsetof(struct rtioreq_chan, polled_mask) == 128, "polled_mask offset");
+_Static_assert(offsetof(struct rtioreq_chan, need_wakeup) == 192, "need_wakeup offset");
+_Static_assert(offsetof(struct rtioreq_chan, done_seq) == 256, "done_seq offset");
+_Static_assert(sizeof(struct rtioreq_chan) <= RTIOREQ_PAGE_SIZE, "chan fits a page");
+_Static_assert(offsetof(struct rtioreq_shm_region, chan) == 4096, "chan page offset");
+_Static_assert(sizeof(struct rtioreq_shm_region) == 8192, "region size");
+
+#endif /* RTIOREQ_ABI_H */
