@@ -220,7 +220,7 @@ int rtioreq_client_shutdown(struct rtioreq_client *client);
  * Nothing is lost or completed twice; other clients and VMs are not paused.
  * For a blocking client, call it once none of your threads is inside or between
  * rtioreq_client_wait() and rtioreq_client_complete() for it (after wait returned
- * -ENODEV). May block. Return 0.
+ * -ENODEV). May block. Return 0, or -EBUSY if VM detach is already destroying it.
  */
 int rtioreq_client_destroy(struct rtioreq_client *client);
 
@@ -285,7 +285,8 @@ int rtioreq_poller_destroy(struct rtioreq_poller *poller);
  * rtioreq_vm_set_poller() - move slot @vcpu of @vm to @poller (NULL: back to the
  * fallback path). Ownership changes hands across an RCU grace period, so the old and
  * the new owner never serve the slot at the same time; a request pending meanwhile is
- * served by the new owner. Return 0, -EINVAL (vcpu), -ENODEV (VM detaching).
+ * served by the new owner. Return 0, -EINVAL (vcpu), -ENODEV (VM detaching),
+ * -ENOMEM (the slot then stays on the fallback path).
  */
 int rtioreq_vm_set_poller(struct rtioreq_vm *vm, uint16_t vcpu,
 			  struct rtioreq_poller *poller);

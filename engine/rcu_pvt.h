@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The only place rtioreq touches liburcu (QSBR flavour).
+ *
+ * Pointers to RCU-protected objects (VM range maps, poller slot sets, the dispatcher's
+ * VM set) are published with atomic_store_explicit(release) and read with
+ * atomic_load_explicit(acquire) by the readers; liburcu provides the grace periods:
+ * readers (pollers, the dispatcher) are registered QSBR threads that report a
+ * quiescent state once per loop and go offline before they block, so an object
+ * unpublished before a grace period is no longer referenced after it.
+ *
+ * ThreadSanitizer does not see the ordering a grace period provides (liburcu's
+ * counters use plain accesses and fences). Under TSan, readers release a sync token at
+ * each quiescent state and before going offline, and updaters acquire it after a grace
+ * period, which states exactly the happens-before a grace period guarantees.
+ */
+#ifndef RTIOREQ_RCU_PVT_H
+#define RTIOREQ_RCU_PVT_H
+
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+#include <urcu/call-rcu.h>
+#include <stdbool.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define RTIOREQ__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RTIOREQ__TSAN 1
+#endif
+#endif
+
+#ifdef RTIOREQ__TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char rtioreq__rcu_tsan_token;
+#define RTIOREQ__GP_RELEASE() __tsan_release(&rtioreq__rcu_tsan_token)
+#define RTIOREQ__GP_ACQUIRE() __tsan_acquire(&rtioreq__rcu_tsan_token)
+#else
+#define RTIOREQ__GP_RELEASE() ((void)0)
+#define RTIOREQ__GP_ACQUIRE() ((void)0)
+#endif
+
+/* Reader threads (pollers, dispatcher): register once, at thread start. Online after. */
+static inline void rtioreq__rcu_register(void)
+{
+	urcu_qsbr_register_thread();
+}
+
+static inline void rtioreq__rcu_unregister(void)
+{
+	RTIOREQ__GP_RELEASE();
+	urcu_qsbr_unregister_thread();
+}
+
+/* Reader: no RCU-protected pointer read before this call is used after it. */
+static inline void rtioreq__rcu_quiescent(void)
+{
+	RTIOREQ__GP_RELEASE();
+	urcu_qsbr_quiescent_state();
+}
+
+/* Reader: about to block; holds no RCU-protected pointer until rtioreq__rcu_online(). */
+static inline void rtioreq__rcu_offline(void)
+{
+	RTIOREQ__GP_RELEASE();
+	urcu_qsbr_thread_offline();
+}
+
+static inline void rtioreq__rcu_online(void)
+{
+	urcu_qsbr_thread_online();
+}
+
+/*
+ * Updater: wait until every reader passed a quiescent state. Never call it from a
+ * reader thread (poller, dispatcher, handler): it would wait for itself.
+ */
+static inline void rtioreq__rcu_synchronize(void)
+{
+	urcu_qsbr_synchronize_rcu();
+	RTIOREQ__GP_ACQUIRE();
+}
+
+/* Deferred reclamation: embed this in the object. */
+struct rtioreq__rcu_head {
+	struct rcu_head head;
+	void (*fn)(struct rtioreq__rcu_head *h);
+};
+
+void rtioreq__rcu_call(struct rtioreq__rcu_head *h, void (*fn)(struct rtioreq__rcu_head *h));
+
+/* Wait until every callback queued by rtioreq__rcu_call() so far has run. */
+void rtioreq__rcu_barrier(void);
+
+#endif /* RTIOREQ_RCU_PVT_H */
