@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/* Test helpers: a VM on a fresh shared region, and a synchronous hypervisor call. */
+#ifndef RTIOREQ_TEST_HARNESS_H
+#define RTIOREQ_TEST_HARNESS_H
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "rtioreq.h"
+
+struct h_vm {
+	struct rtioreq_shm shm;
+	struct rtioreq_engine *eng;
+	struct rtioreq_vm *vm;
+};
+
+static inline uint64_t h_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void h_sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static inline void h_vm_start(struct h_vm *h, uint16_t vcpus)
+{
+	struct rtioreq_vm_attr va = { .id = 1, .vcpu_num = vcpus };
+
+	assert_int_equal(rtioreq_shm_create(&h->shm, NULL, vcpus), 0);
+	h->eng = rtioreq_engine_create(NULL);
+	assert_non_null(h->eng);
+	va.page = &h->shm.region->page;
+	va.chan = &h->shm.region->chan;
+	h->vm = rtioreq_vm_attach(h->eng, &va);
+	assert_non_null(h->vm);
+}
+
+static inline void h_vm_stop(struct h_vm *h)
+{
+	rtioreq_engine_destroy(h->eng);
+	rtioreq_shm_close(&h->shm);
+}
+
+/* Submit a request on @vcpu (slot must be FREE). */
+static inline void h_submit(struct h_vm *h, uint16_t vcpu, uint32_t type, uint32_t dir,
+			    uint64_t addr, uint32_t size, uint64_t value, bool cp)
+{
+	struct rtioreq_hv_req q = {
+		.type = type, .dir = dir, .addr = addr, .size = size, .value = value
+	};
+
+	assert_true(rtioreq_hv_submit(h->shm.region, vcpu, &q, cp, true) >= 0);
+}
+
+/* Wait up to @ms for COMPLETE on @vcpu; return true and the value, slot made FREE. */
+static inline bool h_wait(struct h_vm *h, uint16_t vcpu, uint32_t type, uint64_t *value,
+			  unsigned int ms)
+{
+	uint64_t end = h_now_ns() + (uint64_t)ms * 1000000u;
+
+	while (h_now_ns() < end) {
+		if (rtioreq_hv_poll(h->shm.region, vcpu, type, value)) {
+			rtioreq_hv_release(h->shm.region, vcpu);
+			return true;
+		}
+		h_sleep_ms(0);
+		sched_yield();
+	}
+	return false;
+}
+
+/* One synchronous access; fails the test if it does not complete within 5 s. */
+static inline uint64_t h_io(struct h_vm *h, uint16_t vcpu, uint32_t type, uint32_t dir,
+			    uint64_t addr, uint32_t size, uint64_t value)
+{
+	uint64_t v = 0;
+
+	h_submit(h, vcpu, type, dir, addr, size, value, false);
+	assert_true(h_wait(h, vcpu, type, &v, 5000));
+	return v;
+}
+
+static inline uint32_t h_state(struct h_vm *h, uint16_t vcpu)
+{
+	return atomic_load_explicit(
+		rtioreq_wire_atomic(&h->shm.region->page.req_slot[vcpu].processed),
+		memory_order_acquire);
+}
+
+#endif /* RTIOREQ_TEST_HARNESS_H */
