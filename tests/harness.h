@@ -4,6 +4,7 @@
 #define RTIOREQ_TEST_HARNESS_H
 
 #include <errno.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

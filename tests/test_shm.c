@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The shared-memory protocol across processes: region validation, and the engine
+ * serving a region created by a simulated hypervisor in a forked child, in polling
+ * and notify mode, including requests left PENDING before the engine attached.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void region_name(char *buf, size_t n, const char *tag)
+{
+	snprintf(buf, n, "/rtioreq-test-%s-%d", tag, (int)getpid());
+}
+
+static void test_region_validation(void **state)
+{
+	struct rtioreq_shm s, t;
+	char name[64];
+	int fd;
+
+	region_name(name, sizeof(name), "val");
+	assert_int_equal(rtioreq_shm_create(&s, "noslash", 1), -EINVAL);
+	assert_int_equal(rtioreq_shm_create(&s, "/a/b", 1), -EINVAL);
+	assert_int_equal(rtioreq_shm_create(&s, name, 0), -EINVAL);
+	assert_int_equal(rtioreq_shm_create(&s, name, 17), -EINVAL);
+	assert_int_equal(rtioreq_shm_open(&s, name), -ENOENT);
+	assert_int_equal(rtioreq_shm_create(&s, name, 16), 0);
+	assert_int_equal(rtioreq_shm_create(&t, name, 16), -EEXIST);
+	for (int v = 0; v < 16; v++)
+		assert_int_equal(s.region->page.req_slot[v].processed, RTIOREQ_STATE_FREE);
+	assert_int_equal(rtioreq_shm_open(&t, name), 0);
+	assert_int_equal(t.region->chan.vcpu_num, 16);
+	/* a corrupted header is refused */
+	s.region->chan.magic = 0xdeadbeef;
+	rtioreq_shm_close(&t);
+	assert_int_equal(rtioreq_shm_open(&t, name), -EINVAL);
+	rtioreq_shm_close(&s);
+	assert_int_equal(rtioreq_shm_open(&t, name), -ENOENT); /* creator unlinked it */
+	/* a shared object of the wrong size is not a region */
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	assert_int_equal(rtioreq_shm_open(&t, name), -EINVAL);
+	close(fd);
+	shm_unlink(name);
+}
+
+struct child_report {
+	int rc;
+	uint64_t early_value;
+	struct rtioreq_sim_result res;
+};
+
+/*
+ * Child: the hypervisor. Creates the region, leaves one request PENDING on vCPU 0,
+ * says ready, waits for go, then checks that request and runs the workload.
+ */
+static void child_hypervisor(const char *name, bool polling, int ready_w, int go_r, int out_w)
+{
+	struct child_report *rep = calloc(1, sizeof(*rep));
+	struct rtioreq_exdev_oracle *o = calloc(1, sizeof(*o));
+	struct rtioreq_hv_req q = {
+		.type = RTIOREQ_TYPE_PORTIO, .dir = RTIOREQ_DIR_READ,
+		.addr = RTIOREQ_EXDEV_UNMAPPED_PORT, .size = 2
+	};
+	struct rtioreq_shm s;
+	uint32_t seen[16] = { 0 };
+	char c = 'r';
+	uint64_t end;
+
+	rep->rc = rtioreq_shm_create(&s, name, 8);
+	if (!rep->rc) {
+		seen[0] = rtioreq_hv_done_seq(s.region, 0);
+		rtioreq_hv_submit(s.region, 0, &q, false, true); /* nobody serves it yet */
+	}
+	if (write(ready_w, &c, 1) != 1 || read(go_r, &c, 1) != 1)
+		rep->rc = -EPIPE;
+	end = h_now_ns() + 5000000000ull;
+	while (!rep->rc && !rtioreq_hv_poll(s.region, 0, q.type, &rep->early_value)) {
+		if (h_now_ns() > end) {
+			rep->rc = -ETIMEDOUT;
+			break;
+		}
+		rtioreq_hv_wait(s.region, 1, seen, 10000000);
+	}
+	if (!rep->rc) {
+		struct rtioreq_sim_attr sa = {
+			.region = s.region, .vcpu_num = 8, .producers = 1, .requests = 200000,
+			.completion_polling = polling, .producer_cpu = { -1, -1, -1, -1 },
+			.wl = { rtioreq_exdev_gen, o }
+		};
+
+		rtioreq_hv_release(s.region, 0);
+		rtioreq_exdev_oracle_init(o, 5, 5);
+		rep->rc = rtioreq_sim_run(&sa, &rep->res);
+	}
+	if (write(out_w, rep, sizeof(*rep)) != (ssize_t)sizeof(*rep))
+		_exit(3);
+	rtioreq_shm_close(&s);
+	_exit(0);
+}
+
+static void cross_process(bool polling)
+{
+	struct child_report *rep = calloc(1, sizeof(*rep));
+	struct rtioreq_exdev *dev = calloc(1, sizeof(*dev));
+	struct rtioreq_poller *p = NULL;
+	struct rtioreq_engine *eng;
+	struct rtioreq_vm_stats st;
+	struct rtioreq_vm *vm;
+	struct rtioreq_shm s;
+	int ready[2], go[2], out[2], status;
+	size_t got = 0;
+	char name[64], c = 'g';
+	pid_t pid;
+
+	region_name(name, sizeof(name), polling ? "poll" : "notify");
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(out), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		child_hypervisor(name, polling, ready[1], go[0], out[1]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	assert_int_equal(rtioreq_shm_open(&s, name), 0);
+	eng = rtioreq_engine_create(NULL);
+	assert_non_null(eng);
+	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
+					    .id = 3, .vcpu_num = (uint16_t)s.region->chan.vcpu_num,
+					    .page = &s.region->page, .chan = &s.region->chan });
+	assert_non_null(vm);
+	assert_int_equal(rtioreq_exdev_attach(dev, vm), 0);
+	if (polling) {
+		p = rtioreq_poller_create(eng, &(struct rtioreq_thread_attr){ .cpu = -1 });
+		assert_non_null(p);
+		for (uint16_t v = 0; v < 8; v++)
+			assert_int_equal(rtioreq_vm_set_poller(vm, v, p), 0);
+	}
+	assert_int_equal(write(go[1], &c, 1), 1);
+	while (got < sizeof(*rep)) {
+		ssize_t n = read(out[0], (char *)rep + got, sizeof(*rep) - got);
+
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(rep->rc, 0);
+	assert_int_equal(rep->early_value, 0xffff); /* served at attach, unclaimed */
+	assert_int_equal(rep->res.requests, 200000);
+	assert_int_equal(rep->res.completed, 200000);
+	assert_int_equal(rep->res.lost, 0);
+	assert_int_equal(rep->res.duplicated, 0);
+	assert_int_equal(rep->res.mismatched, 0);
+	if (polling)
+		assert_int_equal(rep->res.upcalls, 0); /* every slot polled: no upcall */
+	else
+		assert_true(rep->res.upcalls > 0);
+	rtioreq_vm_stats(vm, &st);
+	assert_int_equal(st.completed, 200001);
+	assert_int_equal(st.polled + st.fallback, 200001);
+	assert_true((polling ? st.polled : st.fallback) >= 200000);
+	print_message("%s across processes: 200000 requests, p50 %lu ns, upcalls %lu\n",
+		      polling ? "polling" : "notify",
+		      (unsigned long)rtioreq_hist_percentile(&rep->res.rtt, 50),
+		      (unsigned long)rep->res.upcalls);
+	rtioreq_engine_destroy(eng);
+	rtioreq_shm_close(&s);
+	free(rep);
+	free(dev);
+}
+
+static void test_cross_process_polling(void **state)
+{
+	cross_process(true);
+}
+
+static void test_cross_process_notify(void **state)
+{
+	cross_process(false);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_region_validation),
+		cmocka_unit_test(test_cross_process_polling),
+		cmocka_unit_test(test_cross_process_notify),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
