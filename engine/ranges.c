@@ -40,6 +40,8 @@ void rtioreq__rcu_call(struct rtioreq__rcu_head *h, void (*fn)(struct rtioreq__r
 		urcu_qsbr_register_thread();
 		rcu_tls_registered = true;
 	}
+	/* TSan: liburcu's queue hands h over to its callback thread; say so */
+	RTIOREQ__GP_RELEASE();
 	urcu_qsbr_call_rcu(&h->head, rcu_trampoline);
 	if (!was) {
 		urcu_qsbr_unregister_thread();

@@ -125,8 +125,20 @@ static void cross_process(bool polling)
 	assert_int_equal(pipe(out), 0);
 	pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0)
-		child_hypervisor(name, polling, ready[1], go[0], out[1]);
+	if (pid == 0) {
+		/* a fresh process image: the hypervisor shares nothing but the region */
+		char fds[3][16];
+
+		snprintf(fds[0], sizeof(fds[0]), "%d", ready[1]);
+		snprintf(fds[1], sizeof(fds[1]), "%d", go[0]);
+		snprintf(fds[2], sizeof(fds[2]), "%d", out[1]);
+		execl("/proc/self/exe", "test_shm", "--hypervisor", name, polling ? "1" : "0",
+		      fds[0], fds[1], fds[2], (char *)NULL);
+		_exit(127);
+	}
+	close(ready[1]);
+	close(go[0]);
+	close(out[1]);
 	assert_int_equal(read(ready[0], &c, 1), 1);
 	assert_int_equal(rtioreq_shm_open(&s, name), 0);
 	eng = rtioreq_engine_create(NULL);
@@ -172,6 +184,9 @@ static void cross_process(bool polling)
 		      (unsigned long)rep->res.upcalls);
 	rtioreq_engine_destroy(eng);
 	rtioreq_shm_close(&s);
+	close(ready[0]);
+	close(go[1]);
+	close(out[0]);
 	free(rep);
 	free(dev);
 }
@@ -186,7 +201,7 @@ static void test_cross_process_notify(void **state)
 	cross_process(false);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_region_validation),
@@ -194,5 +209,8 @@ int main(void)
 		cmocka_unit_test(test_cross_process_notify),
 	};
 
+	if (argc == 7 && !strcmp(argv[1], "--hypervisor"))
+		child_hypervisor(argv[2], argv[3][0] == '1', atoi(argv[4]), atoi(argv[5]),
+				 atoi(argv[6]));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
