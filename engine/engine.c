@@ -382,8 +382,7 @@ int rtioreq_vm_set_poller(struct rtioreq_vm *vm, uint16_t vcpu, struct rtioreq_p
 	return r;
 }
 
-/* Give every slot of @p back to the dispatcher (under eng->lock; p's VMs are alive). */
-void rtioreq__poller_release_slots(struct rtioreq_poller *p);
+/* Under eng->lock, so every VM in eng->vms is alive. */
 void rtioreq__poller_release_slots(struct rtioreq_poller *p)
 {
 	for (uint32_t i = 0; i < p->eng->nvms; i++) {
@@ -437,7 +436,7 @@ int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms)
 	return forced;
 }
 
-static int client_destroy_locked_out(struct rtioreq_client *c);
+static int client_destroy_claimed(struct rtioreq_client *c);
 
 int rtioreq_vm_detach(struct rtioreq_vm *vm)
 {
@@ -478,7 +477,7 @@ int rtioreq_vm_detach(struct rtioreq_vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		if (!c)
 			break;
-		client_destroy_locked_out(c);
+		client_destroy_claimed(c);
 	}
 	for (;;) { /* wait for destroys by other threads */
 		struct timespec ms = { 0, 1000000 };
@@ -689,7 +688,7 @@ int rtioreq_client_shutdown(struct rtioreq_client *c)
 }
 
 /* Destroy @c, claimed (destroying) by the caller; vm->lock not held. */
-static int client_destroy_locked_out(struct rtioreq_client *c)
+static int client_destroy_claimed(struct rtioreq_client *c)
 {
 	struct rtioreq_vm *vm = c->vm;
 	struct timespec ms = { 0, 1000000 };
@@ -734,7 +733,7 @@ int rtioreq_client_destroy(struct rtioreq_client *c)
 	pthread_mutex_unlock(&vm->lock);
 	if (busy)
 		return -EBUSY; /* VM detach got there first and frees it */
-	return client_destroy_locked_out(c);
+	return client_destroy_claimed(c);
 }
 
 int rtioreq_client_wait(struct rtioreq_client *c, struct rtioreq_req *req)

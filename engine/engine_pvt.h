@@ -95,7 +95,6 @@ struct rtioreq__slot {
 	uint16_t vcpu;
 	bool valid;			/* snapshot passed validation */
 	struct rtioreq_req req;		/* the snapshot: the only copy handlers see */
-	struct rtioreq_client *client;	/* deferred owner, while assigned */
 	struct rtioreq__slot_stats st;
 } __attribute__((aligned(RTIOREQ__CACHELINE)));
 
@@ -362,5 +361,8 @@ void rtioreq__kick(struct rtioreq_engine *eng);
 /* poller.c, called by engine.c under vm->lock */
 int rtioreq__poller_add(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t vcpu);
 int rtioreq__poller_remove(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t vcpu);
+
+/* engine.c: give every slot of @p back to the dispatcher (under eng->lock). */
+void rtioreq__poller_release_slots(struct rtioreq_poller *p);
 
 #endif /* RTIOREQ_ENGINE_PVT_H */

@@ -14,8 +14,6 @@
 #include "engine_pvt.h"
 #include "thread_pvt.h"
 
-void rtioreq__poller_release_slots(struct rtioreq_poller *p);
-
 static void *poller_main(void *arg)
 {
 	struct rtioreq_poller *p = arg;
