@@ -247,8 +247,11 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	for (uint16_t v = 0; v < RTIOREQ_IO_REQUEST_MAX; v++)
 		vm->slot[v].vcpu = v;
 	atomic_init(&vm->map, m);
-	/* all slots start on the fallback path; published to the dispatcher by V1 */
-	atomic_init(&vm->fallback_mask, (uint32_t)((1u << attr->vcpu_num) - 1));
+	/* all slots start on the fallback path (published to the dispatcher by V1), or on
+	 * none while paused */
+	vm->paused = attr->paused;
+	atomic_init(&vm->fallback_mask,
+		    attr->paused ? 0u : (uint32_t)((1u << attr->vcpu_num) - 1));
 	pthread_mutex_init(&vm->lock, NULL);
 
 	pthread_mutex_lock(&eng->lock);
@@ -341,6 +344,10 @@ static int vm_place(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
 
 	if (old == p)
 		return 0;
+	if (vm->paused) { /* nobody takes the slot yet: record the plan */
+		vm->poller_of[v] = p;
+		return 0;
+	}
 	if (!old)
 		atomic_fetch_and_explicit(&vm->fallback_mask, ~bit, memory_order_release); /* O1 */
 	else
@@ -362,6 +369,44 @@ static int vm_place(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
 		p = NULL;
 	}
 	vm->poller_of[v] = p;
+	return r;
+}
+
+int rtioreq_vm_start(struct rtioreq_vm *vm)
+{
+	_Atomic uint32_t *polled = rtioreq_wire_atomic(&vm->chan->polled_mask.word);
+	int r = 0;
+
+	pthread_mutex_lock(&vm->eng->lock);
+	pthread_mutex_lock(&vm->lock);
+	if (vm->detaching) {
+		r = -ENODEV;
+	} else if (vm->paused) {
+		/* no taker had any slot: each goes straight to its first owner, no GP needed */
+		vm->paused = false;
+		for (uint16_t v = 0; v < vm->vcpu_num; v++) {
+			struct rtioreq_poller *p = vm->poller_of[v];
+			uint32_t bit = 1u << v;
+
+			vm->poller_of[v] = NULL;
+			if (p) {
+				/* seq_cst: Dekker pair with the hv's fence (see vm_place) */
+				atomic_fetch_or_explicit(polled, bit, memory_order_seq_cst);
+				if (!rtioreq__poller_add(p, vm, v)) {
+					vm->poller_of[v] = p;
+					if (vm->ops && vm->ops->slot_polled)
+						vm->ops->slot_polled(vm->hv, v, true);
+					continue;
+				}
+				atomic_fetch_and_explicit(polled, ~bit, memory_order_seq_cst);
+			}
+			/* O1: pairs with O2 in dispatch_scan() */
+			atomic_fetch_or_explicit(&vm->fallback_mask, bit, memory_order_release);
+		}
+		rtioreq__kick(vm->eng); /* requests PENDING since attach */
+	}
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_unlock(&vm->eng->lock);
 	return r;
 }
 
@@ -449,7 +494,8 @@ int rtioreq_vm_detach(struct rtioreq_vm *vm)
 	atomic_fetch_add_explicit(&vm->clearing, 1, memory_order_release); /* L1 */
 	for (uint16_t v = 0; v < vm->vcpu_num; v++)
 		if (vm->poller_of[v]) {
-			rtioreq__poller_remove(vm->poller_of[v], vm, v);
+			if (!vm->paused) /* paused: only a plan, the poller never had it */
+				rtioreq__poller_remove(vm->poller_of[v], vm, v);
 			vm->poller_of[v] = NULL;
 		}
 	atomic_store_explicit(&vm->fallback_mask, 0, memory_order_release); /* O1 */

@@ -133,6 +133,7 @@ struct rtioreq_vm {
 	/* control plane */
 	pthread_mutex_t lock; /* map updates, clients, slot placement of this VM */
 	bool detaching;
+	bool paused; /* attached paused: poller_of[] is the plan, no taker yet */
 	struct rtioreq_client *clients;
 	struct rtioreq_poller *poller_of[RTIOREQ_IO_REQUEST_MAX];
 	struct rtioreq__rcu_head rcu;

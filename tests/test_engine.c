@@ -521,6 +521,66 @@ static void test_two_vms(void **state)
 	rtioreq_shm_close(&shm2);
 }
 
+/*
+ * Attached paused: a request PENDING before the devices exist is not taken (it would
+ * reach nobody); after rtioreq_vm_start() it goes to the planned taker: the poller for
+ * vCPU 0, the dispatcher for vCPU 1. Detaching a paused VM with a plan is clean.
+ */
+static void test_paused_attach(void **state)
+{
+	struct rtioreq_vm_attr va = { .id = 4, .vcpu_num = 2, .paused = true };
+	struct rtioreq_vm_stats st;
+	struct rtioreq_poller *p;
+	struct rtioreq_client *c;
+	struct h_vm h;
+	uint64_t v = 0;
+
+	assert_int_equal(rtioreq_shm_create(&h.shm, NULL, 2), 0);
+	h.eng = rtioreq_engine_create(NULL);
+	assert_non_null(h.eng);
+	va.page = &h.shm.region->page;
+	va.chan = &h.shm.region->chan;
+	h.vm = rtioreq_vm_attach(h.eng, &va);
+	assert_non_null(h.vm);
+	h_submit(&h, 0, PIO, RD, 0x60, 1, 0, true);
+	h_submit(&h, 1, PIO, RD, 0x60, 1, 0, false);
+	h_sleep_ms(50);
+	assert_int_equal(h_state(&h, 0), RTIOREQ_STATE_PENDING);
+	assert_int_equal(h_state(&h, 1), RTIOREQ_STATE_PENDING);
+	c = mk_client(h.vm, "kbd", h_const, 0x5a, false);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x60, 0x64), 0);
+	p = rtioreq_poller_create(h.eng, &(struct rtioreq_thread_attr){ .cpu = -1 });
+	assert_non_null(p);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 0, p), 0);
+	/* a plan only: the hypervisor is not told to skip the upcall yet */
+	assert_int_equal(h.shm.region->chan.polled_mask.word, 0);
+	h_sleep_ms(20);
+	assert_int_equal(h_state(&h, 0), RTIOREQ_STATE_PENDING);
+	assert_int_equal(rtioreq_vm_start(h.vm), 0);
+	assert_true(h_wait(&h, 0, PIO, &v, 5000));
+	assert_int_equal(v, 0x5a);
+	assert_true(h_wait(&h, 1, PIO, &v, 5000));
+	assert_int_equal(v, 0x5a);
+	assert_int_equal(h.shm.region->chan.polled_mask.word, 1);
+	assert_int_equal(rtioreq_vm_start(h.vm), 0); /* idempotent */
+	rtioreq_vm_stats(h.vm, &st);
+	assert_int_equal(st.polled, 1);
+	assert_int_equal(st.fallback, 1);
+	assert_int_equal(st.unclaimed, 0);
+	assert_int_equal(rtioreq_vm_detach(h.vm), 0);
+
+	/* detach while still paused, with a poller planned */
+	va.id = 5;
+	h.vm = rtioreq_vm_attach(h.eng, &va);
+	assert_non_null(h.vm);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 1, p), 0);
+	h_submit(&h, 1, PIO, RD, 0x60, 1, 0, false);
+	assert_int_equal(rtioreq_vm_detach(h.vm), 0); /* completes it: nobody left hanging */
+	assert_true(h_wait(&h, 1, PIO, &v, 100));
+	assert_int_equal(v, 0xff);
+	h_vm_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -535,6 +595,7 @@ int main(void)
 		cmocka_unit_test(test_detach_completes_everything),
 		cmocka_unit_test(test_slot_migration_under_load),
 		cmocka_unit_test(test_two_vms),
+		cmocka_unit_test(test_paused_attach),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -119,11 +119,18 @@ struct rtioreq_vm_attr {
 	struct rtioreq_chan *chan; /* shared channel page, or NULL for a private one */
 	const struct rtioreq_vm_ops *ops; /* may be NULL */
 	void *hv;		       /* passed to ops */
+	/*
+	 * Serve nothing until rtioreq_vm_start(): create the clients and ranges and place
+	 * the slots first, so that no request of a running hypervisor reaches a VM with
+	 * half its devices (a write taken by nobody would be lost to the device).
+	 */
+	bool paused;
 };
 
 /*
  * rtioreq_vm_attach() - serve a slot page. All slots start on the fallback path.
- * Slots found PENDING at attach are served (the dispatcher is kicked).
+ * Slots found PENDING at attach are served (the dispatcher is kicked); with
+ * attr->paused, only from rtioreq_vm_start() on.
  * Return: the VM, or NULL with errno: EINVAL (vcpu_num, page or a channel whose magic,
  * version or vcpu_num does not match), EEXIST (id in use), ENOSPC (RTIOREQ_MAX_VMS).
  */
@@ -136,6 +143,14 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
  * rtioreq_client_destroy()), any PENDING slot is completed. May block.
  * Return 0. The page is no longer touched when it returns.
  */
+/*
+ * rtioreq_vm_start() - start serving a VM attached with attr->paused: every slot goes
+ * to the poller rtioreq_vm_set_poller() placed it on meanwhile (recorded, not applied,
+ * while paused) or to the fallback path; PENDING slots are served. Control thread; may
+ * block briefly. Return 0 (also when already started) or -ENODEV (detaching).
+ */
+int rtioreq_vm_start(struct rtioreq_vm *vm);
+
 int rtioreq_vm_detach(struct rtioreq_vm *vm);
 
 /*
