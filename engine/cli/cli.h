@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The rtioreq program: shared option parsing and output helpers. Every bad input ends
+ * in one line on stderr naming the command, the option and the cause, and exit code 2;
+ * a run that lost, duplicated or corrupted a request exits 1.
+ */
+#ifndef RTIOREQ_CLI_H
+#define RTIOREQ_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rtioreq.h"
+
+#define CLI_EXIT_FAIL 1	 /* the run went wrong (lost/duplicated/mismatched requests) */
+#define CLI_EXIT_USAGE 2 /* bad input or setup error */
+
+extern const char *cli_cmd; /* "run", "serve", "hv": prefix of error messages */
+
+/* Print "rtioreq <cmd>: <message>" and exit with CLI_EXIT_USAGE. */
+void cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Integer with optional k/M/G suffix (x1000). Dies with the option name on error. */
+uint64_t cli_u64(const char *opt, const char *s, uint64_t min, uint64_t max);
+/* Duration: a number with suffix ns, us, ms, s (default), m or h; returns ns. */
+uint64_t cli_duration(const char *opt, const char *s);
+/* CPU list "0,2-3" -> up to @max CPUs in @cpus; returns the count. */
+unsigned int cli_cpulist(const char *opt, const char *s, int *cpus, unsigned int max);
+/* "polling" -> true, "notify" -> false. */
+bool cli_mode(const char *opt, const char *s);
+/* Open --json=FILE ("-" or NULL: stdout). */
+FILE *cli_json_open(const char *file);
+
+int cli_online_cpus(void);
+
+/* Print the summary / JSON of a simulated run and its VM's counters. */
+struct cli_report {
+	const char *mode;
+	unsigned int vcpus, pollers;
+	uint64_t requested; /* asked for (0: duration run) */
+	const struct rtioreq_sim_result *res;
+	const struct rtioreq_vm_stats *st; /* NULL: engine in another process */
+};
+void cli_report_text(FILE *f, const struct cli_report *r);
+void cli_report_json(FILE *f, const struct cli_report *r);
+/* 0 if every request completed exactly once with the right value, else CLI_EXIT_FAIL. */
+int cli_report_verdict(const struct cli_report *r);
+
+int cli_run(int argc, char **argv);
+int cli_serve(int argc, char **argv);
+int cli_hv(int argc, char **argv);
+
+#endif /* RTIOREQ_CLI_H */

@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The two halves of a cross-process run (docs/shm-protocol.md):
+ *   rtioreq hv    - the simulated hypervisor: creates a named region, drives the vCPUs,
+ *                   reports what the vCPUs saw, removes the region;
+ *   rtioreq serve - the engine: maps that region, serves it with the example devices
+ *                   until the hypervisor removes it, --duration passes, or SIGINT/SIGTERM.
+ * Start serve first (it waits for the region), e.g.
+ *   rtioreq serve -S /demo & rtioreq hv -S /demo -v 8 -n 1M; wait
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define MAX_POLLERS 16
+
+static void check_name(const char *s)
+{
+	if (!s)
+		cli_die("--shm=NAME is required (a POSIX shm name such as /rtioreq-demo)");
+	if (s[0] != '/' || !s[1] || strchr(s + 1, '/') || strlen(s) >= 64)
+		cli_die("--shm: '%s' is not a shm name ('/' then up to 62 characters, no other '/')",
+			s);
+}
+
+static void serve_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: rtioreq serve --shm=NAME [OPTIONS]\n"
+		"Serve the region NAME created by a hypervisor side (rtioreq hv, or your own\n"
+		"following docs/shm-protocol.md) with the example devices, until the hypervisor\n"
+		"removes the region, --duration passes, or SIGINT/SIGTERM.\n"
+		"\n"
+		"  -S, --shm=NAME           POSIX shm name of the region, e.g. /rtioreq-demo\n"
+		"  -m, --mode=MODE          polling (pollers own every slot) or notify (fallback\n"
+		"                           path only); default polling\n"
+		"  -P, --pollers=N          poller threads, default 1\n"
+		"  -c, --poller-cpus=LIST   CPUs of the pollers, default the last CPUs\n"
+		"  -d, --dispatcher-cpu=CPU CPU of the dispatcher, default any\n"
+		"  -p, --priority=PRIO      SCHED_FIFO priority 1..99 of engine threads\n"
+		"  -D, --duration=T         stop after T (ns, us, ms, s, m, h)\n"
+		"  -w, --wait=T             wait up to T for the region to appear, default 10s\n"
+		"  -j, --json[=FILE]        print the engine's counters as JSON at the end\n"
+		"  -h, --help\n");
+}
+
+static bool region_gone(const struct rtioreq_shm *s)
+{
+	struct stat st;
+
+	/* the hypervisor unlinks the name when it is done */
+	return fstat(s->fd, &st) || st.st_nlink == 0;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "shm", required_argument, NULL, 'S' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "pollers", required_argument, NULL, 'P' },
+		{ "poller-cpus", required_argument, NULL, 'c' },
+		{ "dispatcher-cpu", required_argument, NULL, 'd' },
+		{ "priority", required_argument, NULL, 'p' },
+		{ "duration", required_argument, NULL, 'D' },
+		{ "wait", required_argument, NULL, 'w' },
+		{ "json", optional_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct rtioreq_poller *pollers[MAX_POLLERS] = { 0 };
+	const char *name = NULL, *json_file = NULL;
+	bool polling = true, json = false;
+	unsigned int npollers = 1, npcpus = 0, prio = 0;
+	int pcpus[MAX_POLLERS], dcpu = -1, c, r, ncpu = cli_online_cpus();
+	uint64_t duration = 0, wait_ns = 10000000000ull, waited = 0, ran = 0;
+	struct rtioreq_exdev *dev = calloc(1, sizeof(*dev));
+	struct rtioreq_engine_attr ea;
+	struct rtioreq_engine *eng;
+	struct rtioreq_vm_stats st;
+	struct rtioreq_vm *vm;
+	struct rtioreq_shm shm;
+	sigset_t sigs;
+	const char *why = "the hypervisor removed the region";
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":S:m:P:c:d:p:D:w:j::h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'S': name = optarg; break;
+		case 'm': polling = cli_mode("--mode", optarg); break;
+		case 'P': npollers = (unsigned int)cli_u64("--pollers", optarg, 1, MAX_POLLERS); break;
+		case 'c': npcpus = cli_cpulist("--poller-cpus", optarg, pcpus, MAX_POLLERS); break;
+		case 'd': dcpu = (int)cli_u64("--dispatcher-cpu", optarg, 0, (uint64_t)ncpu - 1); break;
+		case 'p': prio = (unsigned int)cli_u64("--priority", optarg, 1, 99); break;
+		case 'D': duration = cli_duration("--duration", optarg); break;
+		case 'w': wait_ns = cli_duration("--wait", optarg); break;
+		case 'j':
+			json = true;
+			json_file = optarg;
+			break;
+		case 'h': serve_usage(stdout); exit(0);
+		case ':': cli_die("option %s needs a value", argv[optind - 1]);
+		default: cli_die("unknown option '%s' (see rtioreq serve --help)", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		cli_die("unexpected argument '%s'", argv[optind]);
+	check_name(name);
+	if (npcpus && npcpus != 1 && npcpus != npollers)
+		cli_die("--poller-cpus: %u CPUs for %u pollers (give one, or one each)", npcpus,
+			npollers);
+	for (unsigned int i = 0; i < npcpus; i++)
+		if (pcpus[i] >= ncpu)
+			cli_die("--poller-cpus: CPU %d is not online (%d CPUs)", pcpus[i], ncpu);
+	if (!npcpus)
+		for (int cpu = ncpu - 1; npcpus < npollers; cpu = cpu ? cpu - 1 : ncpu - 1)
+			pcpus[npcpus++] = cpu;
+	if (!dev)
+		cli_die("out of memory");
+	/* wait for the hypervisor to create the region */
+	while ((r = rtioreq_shm_open(&shm, name)) == -ENOENT && waited < wait_ns) {
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+		waited += 10000000;
+	}
+	if (r == -ENOENT)
+		cli_die("--shm: no region %s appeared within the --wait time", name);
+	if (r)
+		cli_die("--shm: cannot map %s: %s", name,
+			r == -EINVAL ? "not an rtioreq region (size, magic or version)" : strerror(-r));
+	/* engine threads inherit the mask: only this thread takes SIGINT/SIGTERM */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	ea.dispatcher = (struct rtioreq_thread_attr){ .cpu = dcpu,
+						      .policy = prio ? SCHED_FIFO : SCHED_OTHER,
+						      .priority = (int)prio };
+	ea.clients = ea.dispatcher;
+	eng = rtioreq_engine_create(&ea);
+	if (!eng)
+		cli_die("engine: %s", strerror(errno));
+	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
+					    .id = 1, .vcpu_num = (uint16_t)shm.region->chan.vcpu_num,
+					    .page = &shm.region->page, .chan = &shm.region->chan,
+					    .paused = true });
+	if (!vm)
+		cli_die("VM attach: %s", strerror(errno));
+	r = rtioreq_exdev_attach(dev, vm);
+	if (r)
+		cli_die("example devices: %s", strerror(-r));
+	for (unsigned int i = 0; polling && i < npollers; i++) {
+		pollers[i] = rtioreq_poller_create(eng, &(struct rtioreq_thread_attr){
+			.cpu = pcpus[npcpus == 1 ? 0 : i], .policy = prio ? SCHED_FIFO : SCHED_OTHER,
+			.priority = (int)prio, .name = "rtioreq-poll" });
+		if (!pollers[i])
+			cli_die("poller: %s", strerror(errno));
+	}
+	for (uint16_t v = 0; polling && v < shm.region->chan.vcpu_num; v++)
+		if ((r = rtioreq_vm_set_poller(vm, v, pollers[v % npollers])))
+			cli_die("slot to poller: %s", strerror(-r));
+	/* devices and slots in place: only now take the hypervisor's requests */
+	if ((r = rtioreq_vm_start(vm)))
+		cli_die("VM start: %s", strerror(-r));
+	fprintf(stderr, "rtioreq serve: serving %s (%u vCPUs, %s)\n", name,
+		(unsigned int)shm.region->chan.vcpu_num, polling ? "polling" : "notify");
+	for (;;) {
+		struct timespec tick = { 0, 100000000 };
+		int sig = sigtimedwait(&sigs, NULL, &tick);
+
+		if (sig > 0) {
+			why = sig == SIGINT ? "SIGINT" : "SIGTERM";
+			break;
+		}
+		ran += 100000000;
+		if (duration && ran >= duration) {
+			why = "--duration passed";
+			break;
+		}
+		if (region_gone(&shm))
+			break;
+	}
+	rtioreq_vm_stats(vm, &st);
+	rtioreq_engine_destroy(eng); /* detaches: anything still pending is completed */
+	fprintf(stderr, "rtioreq serve: stopped (%s): completed %llu, polled %llu, fallback %llu, "
+			"unclaimed %llu, invalid %llu, handler_errors %llu\n",
+		why, (unsigned long long)st.completed, (unsigned long long)st.polled,
+		(unsigned long long)st.fallback, (unsigned long long)st.unclaimed,
+		(unsigned long long)st.invalid, (unsigned long long)st.handler_errors);
+	if (json) {
+		FILE *f = cli_json_open(json_file);
+
+		fprintf(f, "{\"dispatched\": %llu, \"completed\": %llu, \"polled\": %llu, "
+			   "\"fallback\": %llu, \"handler_errors\": %llu, \"invalid\": %llu, "
+			   "\"unclaimed\": %llu, \"cleared\": %llu, \"forced\": %llu, "
+			   "\"notified\": %llu}\n",
+			(unsigned long long)st.dispatched, (unsigned long long)st.completed,
+			(unsigned long long)st.polled, (unsigned long long)st.fallback,
+			(unsigned long long)st.handler_errors, (unsigned long long)st.invalid,
+			(unsigned long long)st.unclaimed, (unsigned long long)st.cleared,
+			(unsigned long long)st.forced, (unsigned long long)st.notified);
+		if (f != stdout)
+			fclose(f);
+	}
+	rtioreq_shm_close(&shm);
+	free(dev);
+	return 0;
+}
+
+static void hv_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: rtioreq hv --shm=NAME [OPTIONS]\n"
+		"The simulated hypervisor in its own process: creates the region NAME, drives\n"
+		"its vCPUs against the example devices, checks every read, removes the region.\n"
+		"Start 'rtioreq serve --shm=NAME' first or within --timeout.\n"
+		"\n"
+		"  -S, --shm=NAME           POSIX shm name, e.g. /rtioreq-demo\n"
+		"  -m, --mode=MODE          polling: spin for COMPLETE (completion_polling=1);\n"
+		"                           notify: sleep for the completion notification;\n"
+		"                           default polling\n"
+		"  -v, --vcpus=N            vCPUs 1..16, default 4\n"
+		"  -n, --requests=N         requests over all vCPUs, default 200k\n"
+		"  -D, --duration=T         run for T instead\n"
+		"  -C, --producer-cpu=CPU   CPU of the vCPU thread, default 0\n"
+		"  -u, --unmapped=PCT       share of requests to the unclaimed port, default 5\n"
+		"  -s, --seed=N             workload seed, default 1\n"
+		"  -t, --timeout=T          a request not complete after T is lost, default 10s\n"
+		"  -j, --json[=FILE]        print one JSON object\n"
+		"  -h, --help\n");
+}
+
+int cli_hv(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "shm", required_argument, NULL, 'S' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "requests", required_argument, NULL, 'n' },
+		{ "duration", required_argument, NULL, 'D' },
+		{ "producer-cpu", required_argument, NULL, 'C' },
+		{ "unmapped", required_argument, NULL, 'u' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", optional_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct rtioreq_exdev_oracle *oracle = calloc(1, sizeof(*oracle));
+	struct rtioreq_sim_result *res = calloc(1, sizeof(*res));
+	const char *name = NULL, *json_file = NULL;
+	bool polling = true, json = false, have_n = false;
+	unsigned int vcpus = 4, unmapped = 5;
+	uint64_t requests = 200000, duration = 0, seed = 1, timeout = 10000000000ull;
+	int cpu = 0, c, r, verdict;
+	struct rtioreq_sim_attr sa;
+	struct rtioreq_shm shm;
+	struct cli_report rep;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":S:m:v:n:D:C:u:s:t:j::h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'S': name = optarg; break;
+		case 'm': polling = cli_mode("--mode", optarg); break;
+		case 'v': vcpus = (unsigned int)cli_u64("--vcpus", optarg, 1, 16); break;
+		case 'n':
+			requests = cli_u64("--requests", optarg, 1, UINT64_MAX / 2);
+			have_n = true;
+			break;
+		case 'D': duration = cli_duration("--duration", optarg); break;
+		case 'C':
+			cpu = (int)cli_u64("--producer-cpu", optarg, 0,
+					   (uint64_t)cli_online_cpus() - 1);
+			break;
+		case 'u': unmapped = (unsigned int)cli_u64("--unmapped", optarg, 0, 100); break;
+		case 's': seed = cli_u64("--seed", optarg, 0, UINT64_MAX); break;
+		case 't': timeout = cli_duration("--timeout", optarg); break;
+		case 'j':
+			json = true;
+			json_file = optarg;
+			break;
+		case 'h': hv_usage(stdout); exit(0);
+		case ':': cli_die("option %s needs a value", argv[optind - 1]);
+		default: cli_die("unknown option '%s' (see rtioreq hv --help)", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		cli_die("unexpected argument '%s'", argv[optind]);
+	check_name(name);
+	if (duration && have_n)
+		cli_die("--requests and --duration exclude each other");
+	if (duration)
+		requests = 0;
+	if (!oracle || !res)
+		cli_die("out of memory");
+	r = rtioreq_shm_create(&shm, name, (uint16_t)vcpus);
+	if (r == -EEXIST)
+		cli_die("--shm: %s exists (another hypervisor, or left over: rm /dev/shm%s)", name,
+			name);
+	if (r)
+		cli_die("--shm: cannot create %s: %s", name, strerror(-r));
+	rtioreq_exdev_oracle_init(oracle, seed, unmapped);
+	memset(&sa, 0, sizeof(sa));
+	sa.region = shm.region;
+	sa.vcpu_num = (uint16_t)vcpus;
+	sa.producers = 1;
+	sa.requests = requests;
+	sa.duration_ns = duration;
+	sa.completion_polling = polling;
+	sa.producer_cpu[0] = cpu;
+	sa.producer_cpu[1] = sa.producer_cpu[2] = sa.producer_cpu[3] = -1;
+	sa.stranded_ns = timeout;
+	sa.wl = (struct rtioreq_sim_workload){ .gen = rtioreq_exdev_gen, .ctx = oracle };
+	r = rtioreq_sim_run(&sa, res);
+	rtioreq_shm_close(&shm); /* unlinks the name: serve stops */
+	if (r)
+		cli_die("simulated hypervisor: %s", strerror(-r));
+	rep = (struct cli_report){ .mode = polling ? "polling" : "notify", .vcpus = vcpus,
+				   .requested = requests, .res = res };
+	if (json) {
+		FILE *f = cli_json_open(json_file);
+
+		cli_report_json(f, &rep);
+		if (f != stdout)
+			fclose(f);
+		else
+			json_file = NULL;
+	}
+	if (!json || json_file)
+		cli_report_text(stdout, &rep);
+	verdict = cli_report_verdict(&rep);
+	free(oracle);
+	free(res);
+	return verdict;
+}
