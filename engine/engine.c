@@ -105,6 +105,10 @@ static void *dispatcher_main(void *arg)
 			rtioreq__futex_waitv_set(&wv[n], w,
 						 atomic_load_explicit(w, memory_order_acquire), true);
 		}
+		/* seq_cst: with the hv's fence after H1 and the control thread's seq_cst
+		 * update of polled_mask (vm_place()), a request whose upcall the hv skipped
+		 * because the slot was still polled is seen by this scan */
+		atomic_thread_fence(memory_order_seq_cst);
 		if (vs && dispatch_scan(vs)) {
 			rtioreq__rcu_quiescent();
 			continue;
@@ -246,6 +250,12 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	}
 	for (uint16_t v = 0; v < RTIOREQ_IO_REQUEST_MAX; v++)
 		vm->slot[v].vcpu = v;
+	/* no poller owns a slot yet: a channel left over from an earlier engine must not
+	 * tell the hypervisor to skip the upcall (seq_cst: as in vm_place()) */
+	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->polled_mask.word),
+				  ~(uint32_t)((1u << attr->vcpu_num) - 1), memory_order_seq_cst);
+	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word),
+				  ~(uint32_t)((1u << attr->vcpu_num) - 1), memory_order_relaxed);
 	atomic_init(&vm->map, m);
 	/* all slots start on the fallback path (published to the dispatcher by V1), or on
 	 * none while paused */
@@ -286,7 +296,7 @@ void rtioreq_vm_upcall(struct rtioreq_vm *vm)
 
 	/* U1: pairs with D1 in dispatcher_main() */
 	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	rtioreq__futex_wake(w, 1, true);
+	rtioreq__futex_wake(w, INT_MAX, true); /* the dispatcher and sleeping pollers */
 }
 
 struct rtioreq_chan *rtioreq_vm_chan(struct rtioreq_vm *vm)
@@ -353,6 +363,9 @@ static int vm_place(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
 	else
 		rtioreq__poller_remove(old, vm, v);
 	rtioreq__rcu_synchronize();
+	if (old) /* the old poller no longer sleeps on this slot's behalf */
+		atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word), ~bit,
+					  memory_order_relaxed); /* relaxed: only costs an upcall */
 	if (p) {
 		/* seq_cst: Dekker pair with the hv's fence between H1 and its polled_mask load */
 		atomic_fetch_or_explicit(polled, bit, memory_order_seq_cst);
@@ -494,11 +507,19 @@ int rtioreq_vm_detach(struct rtioreq_vm *vm)
 	atomic_fetch_add_explicit(&vm->clearing, 1, memory_order_release); /* L1 */
 	for (uint16_t v = 0; v < vm->vcpu_num; v++)
 		if (vm->poller_of[v]) {
-			if (!vm->paused) /* paused: only a plan, the poller never had it */
+			if (!vm->paused) { /* paused: only a plan, the poller never had it */
 				rtioreq__poller_remove(vm->poller_of[v], vm, v);
+				if (vm->ops && vm->ops->slot_polled)
+					vm->ops->slot_polled(vm->hv, v, false);
+			}
 			vm->poller_of[v] = NULL;
 		}
 	atomic_store_explicit(&vm->fallback_mask, 0, memory_order_release); /* O1 */
+	/* nobody polls any more: the hypervisor rings for every slot (seq_cst: vm_place()) */
+	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->polled_mask.word),
+				  ~(uint32_t)((1u << vm->vcpu_num) - 1), memory_order_seq_cst);
+	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word),
+				  ~(uint32_t)((1u << vm->vcpu_num) - 1), memory_order_relaxed);
 	pthread_mutex_unlock(&vm->lock);
 	for (uint32_t i = 0; i < eng->nvms; i++)
 		if (eng->vms[i] == vm) {

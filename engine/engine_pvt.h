@@ -25,6 +25,11 @@
  *  V1  update: store eng.vmset, release / V2 dispatcher: load, acquire
  *  O1  update: store vm.fallback_mask, release / O2 dispatcher: load, acquire
  *  L1  clear:  store vm.clearing, release / L2 taker: load, acquire
+ *  NW  poller: need_wakeup |= bits (seq_cst), seq_cst fence, load processed; the
+ *      hv: H1, seq_cst fence, load need_wakeup: a store-load (Dekker) pair, so either
+ *      the poller sees PENDING and stays awake, or the hv sees the bit and rings U1
+ *  P1  control: poller.wake += 1, release, after a set change or stop -> P2
+ *  P2  poller: load poller.wake, acquire, before deciding to sleep     <- P1
  * Objects unpublished by M1/S1/V1/O1 are freed or change owner only after an RCU
  * grace period (rcu_pvt.h): a reader never sees a slot, map or VM change under it.
  *
@@ -163,7 +168,9 @@ struct rtioreq_poller {
 	/* line 0: the poller's own, read every loop */
 	_Atomic(struct rtioreq__pset *) set; /* S1/S2 */
 	_Atomic bool stop;
-	_Atomic uint64_t loops, served; /* single writer: the poller */
+	_Atomic uint64_t loops, served, sleeps; /* single writer: the poller */
+	_Atomic uint64_t spin_ns;	/* hybrid idle after this long without work; 0: spin */
+	_Atomic uint32_t wake;		/* P1/P2: private doorbell of a sleeping poller */
 	/* control plane */
 	struct rtioreq_engine *eng __attribute__((aligned(RTIOREQ__CACHELINE)));
 	_Atomic pid_t tid;
@@ -365,5 +372,7 @@ int rtioreq__poller_remove(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint
 
 /* engine.c: give every slot of @p back to the dispatcher (under eng->lock). */
 void rtioreq__poller_release_slots(struct rtioreq_poller *p);
+/* P1: wake the poller if it sleeps in hybrid idle (set change, setting, stop). */
+void rtioreq__poller_wake(struct rtioreq_poller *p);
 
 #endif /* RTIOREQ_ENGINE_PVT_H */

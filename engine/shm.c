@@ -149,9 +149,15 @@ bool rtioreq_hv_needs_upcall(struct rtioreq_shm_region *r, uint16_t vcpu)
 	/* Dekker pair with the engine's seq_cst update of polled_mask (vm_place()): after
 	 * this fence either we see the bit cleared, or the engine's later scan sees H1 */
 	atomic_thread_fence(memory_order_seq_cst);
-	return !(atomic_load_explicit(rtioreq_wire_atomic(&r->chan.polled_mask.word),
-				      memory_order_relaxed) &
-		 (1u << vcpu));
+	uint32_t bit = 1u << vcpu;
+	/* relaxed, after the fence: polled_mask (vm_place()), need_wakeup (the NW pair
+	 * with a poller going to sleep: it set the bit, fenced, then re-checked H1) */
+	uint32_t polled = atomic_load_explicit(rtioreq_wire_atomic(&r->chan.polled_mask.word),
+					       memory_order_relaxed);
+	uint32_t nw = atomic_load_explicit(rtioreq_wire_atomic(&r->chan.need_wakeup.word),
+					   memory_order_relaxed);
+
+	return !(polled & bit) || (nw & bit);
 }
 
 void rtioreq_hv_upcall(struct rtioreq_shm_region *r)
@@ -160,7 +166,8 @@ void rtioreq_hv_upcall(struct rtioreq_shm_region *r)
 
 	/* U1: after H1; pairs with the dispatcher's D1 */
 	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	rtioreq__futex_wake(w, 1, true);
+	/* all waiters: the dispatcher and any poller asleep in hybrid idle */
+	rtioreq__futex_wake(w, INT_MAX, true);
 }
 
 int rtioreq_hv_submit(struct rtioreq_shm_region *r, uint16_t vcpu, const struct rtioreq_hv_req *q,

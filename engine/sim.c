@@ -58,6 +58,7 @@ static void *producer_main(void *arg)
 	uint64_t stranded = a->stranded_ns ? a->stranded_ns : 5000000000ull;
 	struct rtioreq_sim_op op[RTIOREQ_IO_REQUEST_MAX];
 	uint64_t k[RTIOREQ_IO_REQUEST_MAX] = { 0 }, t0[RTIOREQ_IO_REQUEST_MAX];
+	uint64_t ready[RTIOREQ_IO_REQUEST_MAX] = { 0 }, rng = 0x9e3779b97f4a7c15ull ^ p->mine;
 	uint32_t seen[RTIOREQ_IO_REQUEST_MAX] = { 0 };
 	uint32_t out = 0, dead = 0;
 
@@ -71,7 +72,7 @@ static void *producer_main(void *arg)
 			uint16_t v = (uint16_t)__builtin_ctz(m);
 			int rc;
 
-			if (time_up || k[v] >= p->quota[v])
+			if (time_up || k[v] >= p->quota[v] || now < ready[v])
 				continue;
 			a->wl.gen(a->wl.ctx, v, k[v], &op[v]);
 			t0[v] = now_ns();
@@ -117,6 +118,11 @@ static void *producer_main(void *arg)
 			rtioreq_hv_release(r, v);
 			out &= ~(1u << v);
 			res->completed++;
+			if (a->think_ns) {
+				rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17; /* xorshift */
+				ready[v] = (rng & 7) ? 0
+						     : now_ns() + (rng >> 11) % (16 * a->think_ns + 1);
+			}
 			got++;
 		}
 		if (got)

@@ -189,7 +189,11 @@ static uint64_t stress_requests(void)
 	return s ? strtoull(s, NULL, 0) : 1000000;
 }
 
-static void run_stress(bool polling)
+/*
+ * @spin_ns 0: the poller spins; otherwise hybrid idle with that spin time, and the
+ * vCPUs pause between requests so the poller sleeps and must be woken (NEED_WAKEUP).
+ */
+static void run_stress(bool polling, uint64_t spin_ns)
 {
 	struct rtioreq_sim_result *res = calloc(1, sizeof(*res));
 	struct rtioreq_exdev *dev = calloc(1, sizeof(*dev));
@@ -198,6 +202,7 @@ static void run_stress(bool polling)
 	struct rtioreq_client *ram, *port;
 	struct rtioreq_vm_stats st;
 	struct churn ch = { 0 };
+	struct rtioreq_poller_stats ps = { 0 };
 	uint64_t n = stress_requests(), ledger;
 	struct h_vm h;
 	pthread_t t;
@@ -226,6 +231,7 @@ static void run_stress(bool polling)
 		assert_non_null(ch.poller);
 		for (uint16_t v = 0; v < VCPUS; v++)
 			assert_int_equal(rtioreq_vm_set_poller(h.vm, v, ch.poller), 0);
+		rtioreq_poller_set_idle(ch.poller, spin_ns);
 	}
 	ch.vm = h.vm;
 	default_start(h.vm, &ch.dflt);
@@ -236,11 +242,14 @@ static void run_stress(bool polling)
 			.region = h.shm.region, .vcpu_num = VCPUS, .producers = 1, .requests = n,
 			.completion_polling = polling,
 			.producer_cpu = { polling && ncpu > 1 ? 0 : -1, -1, -1, -1 },
-			.stranded_ns = 30000000000ull, .wl = { stress_gen, w }
+			.stranded_ns = 30000000000ull, .wl = { stress_gen, w },
+			.think_ns = spin_ns ? 20000 : 0
 		};
 
 		assert_int_equal(rtioreq_sim_run(&sa, res), 0);
 	}
+	if (ch.poller)
+		rtioreq_poller_stats(ch.poller, &ps);
 	atomic_store(&ch.stop, 1);
 	pthread_join(t, NULL);
 	default_stop(&ch.dflt);
@@ -250,15 +259,15 @@ static void run_stress(bool polling)
 	print_message("%s: %lu requests in %.2f s, p50 %lu ns, p99 %lu ns, max %lu ns; "
 		      "ram %lu port %lu churn %lu default %lu unclaimed %lu forced %lu; "
 		      "polled %lu fallback %lu; clients %lu, range ops %lu, default "
-		      "re-creations %lu, slot moves %lu\n",
-		      polling ? "polling" : "notify", (unsigned long)res->requests,
+		      "re-creations %lu, slot moves %lu, poller sleeps %lu\n",
+		      spin_ns ? "hybrid" : polling ? "polling" : "notify", (unsigned long)res->requests,
 		      (double)res->ns / 1e9, (unsigned long)rtioreq_hist_percentile(&res->rtt, 50),
 		      (unsigned long)rtioreq_hist_percentile(&res->rtt, 99),
 		      (unsigned long)res->rtt.max, (unsigned long)atomic_load(&ram_calls),
 		      (unsigned long)atomic_load(&port_calls), (unsigned long)atomic_load(&churn_calls),
 		      (unsigned long)atomic_load(&default_calls), (unsigned long)st.unclaimed,
 		      (unsigned long)st.forced, (unsigned long)st.polled, (unsigned long)st.fallback,
-		      ch.clients, ch.range_ops, ch.defaults, ch.moves);
+		      ch.clients, ch.range_ops, ch.defaults, ch.moves, (unsigned long)ps.sleeps);
 	assert_int_equal(res->requests, n);
 	assert_int_equal(res->completed, n);
 	assert_int_equal(res->lost, 0);
@@ -272,6 +281,8 @@ static void run_stress(bool polling)
 	assert_int_equal(ledger, n);
 	assert_true(ch.clients > 1);
 	assert_true(atomic_load(&churn_calls) > 0);
+	if (spin_ns)
+		assert_true(ps.sleeps > 0); /* the handshake was exercised */
 	if (polling)
 		assert_true(st.polled > 0);
 	else
@@ -284,12 +295,77 @@ static void run_stress(bool polling)
 
 static void test_stress_polling(void **state)
 {
-	run_stress(true);
+	run_stress(true, 0);
 }
 
 static void test_stress_notify(void **state)
 {
-	run_stress(false);
+	run_stress(false, 0);
+}
+
+static void test_stress_hybrid(void **state)
+{
+	run_stress(true, 2000);
+}
+
+/*
+ * One vCPU, no other traffic: a lost wake-up cannot be hidden by another vCPU's
+ * doorbell, so it shows as a lost request. The pauses straddle the spin time, so the
+ * poller goes to sleep at every point of the race with the next PENDING store.
+ */
+static void test_hybrid_no_lost_wakeup(void **state)
+{
+	struct rtioreq_exdev *dev = calloc(1, sizeof(*dev));
+	struct rtioreq_sim_result *res = calloc(1, sizeof(*res));
+	struct wl *w = calloc(1, sizeof(*w));
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	struct rtioreq_thread_attr ta = { .cpu = ncpu > 1 ? (int)ncpu - 1 : -1 };
+	struct rtioreq_poller_stats ps;
+	struct rtioreq_vm_stats st;
+	struct rtioreq_poller *p;
+	uint64_t n = stress_requests() / 20;
+	struct h_vm h;
+
+	h_vm_start(&h, 1);
+	assert_int_equal(rtioreq_exdev_attach(dev, h.vm), 0);
+	p = rtioreq_poller_create(h.eng, &ta);
+	assert_non_null(p);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 0, p), 0);
+	rtioreq_poller_set_idle(p, 1000);
+	rtioreq_exdev_oracle_init(&w->ex, 0xbeef, 5);
+	{
+		struct rtioreq_sim_attr sa = {
+			.region = h.shm.region, .vcpu_num = 1, .producers = 1, .requests = n,
+			.completion_polling = true, .think_ns = 1000,
+			.producer_cpu = { ncpu > 1 ? 0 : -1, -1, -1, -1 },
+			.stranded_ns = 5000000000ull,
+			.wl = { rtioreq_exdev_gen, &w->ex }
+		};
+
+		assert_int_equal(rtioreq_sim_run(&sa, res), 0);
+	}
+	rtioreq_poller_stats(p, &ps);
+	rtioreq_vm_stats(h.vm, &st);
+	print_message("hybrid, 1 vCPU: %lu requests, %lu sleeps, %lu upcalls, p50 %lu ns, "
+		      "p99 %lu ns, max %lu ns\n",
+		      (unsigned long)res->requests, (unsigned long)ps.sleeps,
+		      (unsigned long)res->upcalls,
+		      (unsigned long)rtioreq_hist_percentile(&res->rtt, 50),
+		      (unsigned long)rtioreq_hist_percentile(&res->rtt, 99),
+		      (unsigned long)res->rtt.max);
+	assert_int_equal(res->requests, n);
+	assert_int_equal(res->completed, n);
+	assert_int_equal(res->lost, 0);
+	assert_int_equal(res->duplicated, 0);
+	assert_int_equal(res->mismatched, 0);
+	assert_int_equal(st.completed, n);
+	assert_int_equal(st.polled, n);
+	assert_true(ps.sleeps > n / 100); /* it really slept, many times */
+	assert_true(res->upcalls >= ps.sleeps / 2); /* and was woken by the doorbell */
+	h_vm_stop(&h);
+	free(res);
+	free(dev);
+	free(w);
 }
 
 int main(void)
@@ -297,6 +373,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stress_polling),
 		cmocka_unit_test(test_stress_notify),
+		cmocka_unit_test(test_stress_hybrid),
+		cmocka_unit_test(test_hybrid_no_lost_wakeup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -161,11 +161,14 @@ struct rtioreq_chan {
 	uint32_t vcpu_num;
 	uint32_t flags; /* reserved, 0 */
 	uint32_t pad0[12];
-	/* hv -> engine doorbell: +1 (release) after a PENDING store, then FUTEX_WAKE */
+	/* hv -> engine doorbell: +1 (release) after a PENDING store, then FUTEX_WAKE of
+	 * all waiters (the dispatcher and sleeping pollers) */
 	struct rtioreq_chan_line upcall_seq;
-	/* engine -> hv: bit v set = the engine polls slot v, no upcall needed */
+	/* engine -> hv: bit v set = the engine polls slot v, no upcall needed ... */
 	struct rtioreq_chan_line polled_mask;
-	/* engine -> hv: reserved for the hybrid idle handshake (NEED_WAKEUP), 0 in v1 */
+	/* ... unless bit v is set here: its poller is going to sleep (hybrid idle) and
+	 * needs the doorbell (io_uring SQPOLL's NEED_WAKEUP). The hv reads both after a
+	 * full fence that follows its PENDING store. */
 	struct rtioreq_chan_line need_wakeup;
 	/* engine -> hv, per vCPU: +1 (release) after COMPLETE when completion_polling
 	 * was 0, then FUTEX_WAKE: the completion notification ("finish hypercall") */

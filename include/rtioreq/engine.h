@@ -27,7 +27,9 @@ extern "C" {
 
 #define RTIOREQ_MAX_VMS 64 /* per engine; bounded by futex_waitv's 128 waiters */
 #define RTIOREQ_NAME_LEN 16
-#define RTIOREQ_CLEAR_TIMEOUT_MS 100 /* default bound of rtioreq_vm_clear() */
+/* bound for a blocking client's outstanding requests when it is destroyed (also by
+ * detach) before they are force-completed */
+#define RTIOREQ_CLEAR_TIMEOUT_MS 100
 
 struct rtioreq_engine;
 struct rtioreq_vm;
@@ -312,7 +314,19 @@ pid_t rtioreq_poller_tid(const struct rtioreq_poller *poller);
 struct rtioreq_poller_stats {
 	uint64_t loops;	 /* passes over the slot set */
 	uint64_t served; /* requests taken */
+	uint64_t sleeps; /* hybrid idle: times it slept (each ended by a wake-up) */
 };
+
+/*
+ * rtioreq_poller_set_idle() - idle strategy. @spin_ns 0: spin (default): the lowest
+ * latency, a full CPU. Otherwise hybrid: after @spin_ns without a request the poller
+ * sets the need_wakeup bits of its slots in their channels, re-checks its slots after
+ * a full barrier and sleeps until the hypervisor rings the upcall doorbell (it does so
+ * for a slot whose need_wakeup bit it sees after its PENDING store), a slot is moved
+ * to or from it, or it is destroyed (io_uring SQPOLL's NEED_WAKEUP handshake,
+ * docs/shm-protocol.md). No wake-up is lost. Any thread; takes effect at once.
+ */
+void rtioreq_poller_set_idle(struct rtioreq_poller *poller, uint64_t spin_ns);
 void rtioreq_poller_stats(const struct rtioreq_poller *poller, struct rtioreq_poller_stats *out);
 
 #ifdef __cplusplus

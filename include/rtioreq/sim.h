@@ -50,6 +50,9 @@ struct rtioreq_sim_attr {
 				    * completion notification (notify mode) */
 	int producer_cpu[4];	   /* CPU of producer i (i < 4), -1 unpinned */
 	uint64_t stranded_ns;	   /* a request not COMPLETE after this is lost; 0: 5 s */
+	uint64_t think_ns;	   /* guest work between a vCPU's requests: after 1 in 8
+				    * completions, a pseudo-random pause of 0..16*think_ns
+				    * (mean think_ns over all requests); 0: none */
 	struct rtioreq_sim_workload wl;
 };
 
