@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "engine_pvt.h"
+#include "fence_pvt.h"
 #include "futex_pvt.h"
 #include "thread_pvt.h"
 
@@ -108,7 +109,7 @@ static void *dispatcher_main(void *arg)
 		/* seq_cst: with the hv's fence after H1 and the control thread's seq_cst
 		 * update of polled_mask (vm_place()), a request whose upcall the hv skipped
 		 * because the slot was still polled is seen by this scan */
-		atomic_thread_fence(memory_order_seq_cst);
+		RTIOREQ__FENCE_SEQ_CST();
 		if (vs && dispatch_scan(vs)) {
 			rtioreq__rcu_quiescent();
 			continue;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine_pvt.h"
+#include "fence_pvt.h"
 #include "futex_pvt.h"
 #include "thread_pvt.h"
 
@@ -60,7 +61,7 @@ static bool poller_sleep(struct rtioreq_poller *p, struct rtioreq__pset *set)
 	for (uint32_t i = 0; set && i < set->n; i++) /* NW: seq_cst, see the table */
 		atomic_fetch_or_explicit(nw_word(&set->e[i]), 1u << set->e[i].slot->vcpu,
 					 memory_order_seq_cst);
-	atomic_thread_fence(memory_order_seq_cst); /* NW: orders the bits before the loads */
+	RTIOREQ__FENCE_SEQ_CST(); /* NW: orders the bits before the loads */
 	for (uint32_t i = 0; set && i < set->n && !pending; i++)
 		/* T1 (relaxed is enough here: the fence above, and the taker reloads it) */
 		pending = atomic_load_explicit(rtioreq_wire_atomic(&set->e[i].wire->processed),

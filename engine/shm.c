@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fence_pvt.h"
 #include "futex_pvt.h"
 #include "rtioreq/shm.h"
 
@@ -148,7 +149,7 @@ bool rtioreq_hv_needs_upcall(struct rtioreq_shm_region *r, uint16_t vcpu)
 {
 	/* Dekker pair with the engine's seq_cst update of polled_mask (vm_place()): after
 	 * this fence either we see the bit cleared, or the engine's later scan sees H1 */
-	atomic_thread_fence(memory_order_seq_cst);
+	RTIOREQ__FENCE_SEQ_CST();
 	uint32_t bit = 1u << vcpu;
 	/* relaxed, after the fence: polled_mask (vm_place()), need_wakeup (the NW pair
 	 * with a poller going to sleep: it set the bit, fenced, then re-checked H1) */
