@@ -123,8 +123,10 @@ int cli_serve(int argc, char **argv)
 			pcpus[npcpus++] = cpu;
 	if (!dev)
 		cli_die("out of memory");
-	/* wait for the hypervisor to create the region */
-	while ((r = rtioreq_shm_open(&shm, name)) == -ENOENT && waited < wait_ns) {
+	/* wait for the hypervisor to create the region; -EINVAL also while it is still
+	 * sizing it and writing the header (the magic comes last), for at most 1 s */
+	while (((r = rtioreq_shm_open(&shm, name)) == -ENOENT && waited < wait_ns) ||
+	       (r == -EINVAL && waited < wait_ns && waited < 1000000000ull)) {
 		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
 		waited += 10000000;
 	}
