@@ -7,6 +7,7 @@
 #include "rtioreq/engine.h"
 #include "rtioreq/exdev.h"
 #include "rtioreq/hist.h"
+#include "rtioreq/profile.h"
 #include "rtioreq/shm.h"
 #include "rtioreq/sim.h"
 
