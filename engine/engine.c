@@ -76,8 +76,7 @@ static unsigned int dispatch_scan(struct rtioreq__vmset *vs)
 				continue;
 			if (atomic_load_explicit(&vm->slot[v].busy, memory_order_relaxed))
 				continue; /* still ours from an earlier request: hv broke protocol */
-			rtioreq__serve(vm, &vm->slot[v], wire, false);
-			taken++;
+			taken += rtioreq__serve(vm, &vm->slot[v], wire, false);
 		}
 	}
 	return taken;

@@ -8,7 +8,7 @@
  *  H1  hv:     store processed=PENDING, release, after filling    -> T1
  *  T1  engine: load processed, acquire, sees PENDING               <- H1
  *  T0  engine: load slot.busy, acquire, sees 0 (slot free to take) <- C1
- *  T2  engine: store processed=PROCESSING, release                 -> H2 (informational)
+ *  T2  engine: CAS processed PENDING->PROCESSING, acq_rel          <- H1, -> H2 (informational)
  *  C1  engine: store slot.busy=0, release, after the counters      -> T0
  *  C2  engine: store processed=COMPLETE, release, after the value  -> H2
  *  H2  hv:     load processed, acquire, sees COMPLETE, reads value <- C2
@@ -314,53 +314,66 @@ static inline void rtioreq__complete_ones(struct rtioreq_vm *vm, struct rtioreq_
  * clients inline (polling path); otherwise hand them to their thread (fallback path).
  * Must be called inside the taker's RCU read side. No syscall unless the request goes
  * to a blocking client or the hypervisor asked for a notification.
+ * Return true if the request was taken; false if the slot is still owned by an earlier
+ * request or is no longer PENDING (only a hypervisor breaking the protocol causes either).
  */
-static inline void rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *sl,
+static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *sl,
 				  struct rtioreq_io_request *wire, bool on_poller)
 {
+	uint32_t expect = RTIOREQ_STATE_PENDING;
 	struct rtioreq_client *c;
 	struct rtioreq__map *m;
 	int rc;
 
 	/* T0: a slot still owned by an earlier request is not taken again; pairs with C1 */
 	if (atomic_load_explicit(&sl->busy, memory_order_acquire))
-		return;
+		return false;
+	/*
+	 * T2: PENDING -> PROCESSING as a CAS, acquire (pairs with H1) and release (with the
+	 * hv's H2 load). A plain store could overwrite a COMPLETE stored by the previous
+	 * owner between our stale PENDING load and now, if the hv re-stored PENDING on a
+	 * slot it did not own: the hv would then never see its request complete.
+	 */
+	if (!atomic_compare_exchange_strong_explicit(rtioreq_wire_atomic(&wire->processed),
+						     &expect, RTIOREQ_STATE_PROCESSING,
+						     memory_order_acq_rel, memory_order_relaxed))
+		return false;
 	/* relaxed: only this taker may take the slot (ownership moves across grace periods);
-	 * published to later owners by T2/A1 */
+	 * published to later owners by A1 / C1 */
 	atomic_store_explicit(&sl->busy, 1, memory_order_relaxed);
 	rtioreq__stat_inc(&sl->st.dispatched);
+	/* the hv may not write the slot until COMPLETE, so the snapshot after T2 is the
+	 * request it published */
 	sl->valid = rtioreq__snapshot(wire, &sl->req);
 	sl->req.vcpu = sl->vcpu;
 	sl->req.vm_id = vm->id;
-	/* T2: PROCESSING, after the snapshot is recorded; pairs with the hv's H2 load */
-	atomic_store_explicit(rtioreq_wire_atomic(&wire->processed), RTIOREQ_STATE_PROCESSING,
-			      memory_order_release);
 	if (!sl->valid) {
 		rtioreq__complete_ones(vm, sl, &sl->st.invalid, on_poller);
-		return;
+		return true;
 	}
 	/* L2: pairs with L1 in rtioreq_vm_clear()/detach */
 	if (atomic_load_explicit(&vm->clearing, memory_order_acquire)) {
 		rtioreq__complete_ones(vm, sl, &sl->st.cleared, on_poller);
-		return;
+		return true;
 	}
 	m = atomic_load_explicit(&vm->map, memory_order_acquire); /* M2, pairs with M1 */
 	c = rtioreq__map_lookup(m, sl->req.type, sl->req.addr, sl->req.size);
 	if (!c) {
 		rtioreq__complete_ones(vm, sl, &sl->st.unclaimed, on_poller);
-		return;
+		return true;
 	}
 	if (on_poller && c->handler) {
 		sl->req.value = sl->req.dir == RTIOREQ_DIR_WRITE ? sl->req.value : 0;
 		rc = c->handler(c, &sl->req, c->priv);
 		if (rc < 0) {
 			rtioreq__complete_ones(vm, sl, &sl->st.handler_errors, true);
-			return;
+			return true;
 		}
 		rtioreq__complete(vm, sl, true);
-		return;
+		return true;
 	}
 	rtioreq__assign(vm, sl, c);
+	return true;
 }
 
 /* Engine-internal: dispatcher doorbell (K1). */

@@ -105,8 +105,7 @@ static void *poller_main(void *arg)
 			if (atomic_load_explicit(rtioreq_wire_atomic(&e->wire->processed),
 						 memory_order_acquire) != RTIOREQ_STATE_PENDING)
 				continue;
-			rtioreq__serve(e->vm, e->slot, e->wire, true);
-			served++;
+			served += rtioreq__serve(e->vm, e->slot, e->wire, true);
 		}
 		loops++;
 		/* relaxed: a setting; a change also bumps wake (P1) */
