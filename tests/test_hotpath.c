@@ -24,6 +24,13 @@
 #else
 #define COUNT_ALLOCS 1
 #endif
+/* TSan's runtime makes syscalls of its own on instrumented threads (seen: ~30 per
+ * million requests); the claim is about the engine's code, checked in the other builds */
+#if defined(__SANITIZE_THREAD__)
+#define COUNT_SYSCALLS 0
+#else
+#define COUNT_SYSCALLS 1
+#endif
 
 /* ---------------------------------------------------------------------------------- */
 /* Allocation counting */
@@ -272,14 +279,16 @@ static void test_polling_steady_state_is_clean(void **state)
 	counters_read(&k, v);
 	served = s1.served - s0.served;
 	allocs = atomic_load(&watched_allocs);
-	print_message("poller thread %d over %lu requests (%lu loops): %lu syscalls, "
+	print_message("poller thread %d over %lu requests (%lu loops): %lu syscalls%s, "
 		      "%lu page faults, %lu context switches, %s%lu heap allocations\n",
 		      tid, (unsigned long)served, (unsigned long)(s1.loops - s0.loops),
-		      (unsigned long)v[0], (unsigned long)v[1], (unsigned long)v[2],
+		      (unsigned long)v[0], COUNT_SYSCALLS ? "" : " (TSan runtime's, not asserted)",
+		      (unsigned long)v[1], (unsigned long)v[2],
 		      COUNT_ALLOCS ? "" : "(not counted under sanitizers) ",
 		      (unsigned long)allocs);
 	assert_int_equal(served, 1000000);
-	assert_int_equal(v[0], 0); /* syscalls */
+	if (COUNT_SYSCALLS)
+		assert_int_equal(v[0], 0); /* syscalls */
 	assert_int_equal(v[1], 0); /* page faults */
 	assert_int_equal(allocs, 0);
 	h_vm_stop(&h);

@@ -332,11 +332,13 @@ static void test_hybrid_no_lost_wakeup(void **state)
 	assert_non_null(p);
 	assert_int_equal(rtioreq_vm_set_poller(h.vm, 0, p), 0);
 	rtioreq_poller_set_idle(p, 1000);
+	/* pauses of 0..800 us after 1 in 8 requests: long against the spin time and the
+	 * poller's clock-check granularity even in sanitizer builds */
 	rtioreq_exdev_oracle_init(&w->ex, 0xbeef, 5);
 	{
 		struct rtioreq_sim_attr sa = {
 			.region = h.shm.region, .vcpu_num = 1, .producers = 1, .requests = n,
-			.completion_polling = true, .think_ns = 1000,
+			.completion_polling = true, .think_ns = 50000,
 			.producer_cpu = { ncpu > 1 ? 0 : -1, -1, -1, -1 },
 			.stranded_ns = 5000000000ull,
 			.wl = { rtioreq_exdev_gen, &w->ex }
@@ -360,7 +362,7 @@ static void test_hybrid_no_lost_wakeup(void **state)
 	assert_int_equal(res->mismatched, 0);
 	assert_int_equal(st.completed, n);
 	assert_int_equal(st.polled, n);
-	assert_true(ps.sleeps > n / 100); /* it really slept, many times */
+	assert_true(ps.sleeps > n / 64); /* it really slept, many times */
 	assert_true(res->upcalls >= ps.sleeps / 2); /* and was woken by the doorbell */
 	h_vm_stop(&h);
 	free(res);
