@@ -38,17 +38,41 @@ static inline void h_sleep_ms(unsigned int ms)
 	nanosleep(&ts, NULL);
 }
 
-static inline void h_vm_start(struct h_vm *h, uint16_t vcpus)
+/* A VM attached as @va says (page and chan: a fresh region of va.vcpu_num slots). */
+static inline void h_vm_start_attr(struct h_vm *h, struct rtioreq_vm_attr va)
 {
-	struct rtioreq_vm_attr va = { .id = 1, .vcpu_num = vcpus };
-
-	assert_int_equal(rtioreq_shm_create(&h->shm, NULL, vcpus), 0);
+	assert_int_equal(rtioreq_shm_create(&h->shm, NULL, va.vcpu_num), 0);
 	h->eng = rtioreq_engine_create(NULL);
 	assert_non_null(h->eng);
 	va.page = &h->shm.region->page;
 	va.chan = &h->shm.region->chan;
 	h->vm = rtioreq_vm_attach(h->eng, &va);
 	assert_non_null(h->vm);
+}
+
+static inline void h_vm_start(struct h_vm *h, uint16_t vcpus)
+{
+	h_vm_start_attr(h, (struct rtioreq_vm_attr){ .id = 1, .vcpu_num = vcpus });
+}
+
+/* Handler: reads return (uintptr_t)priv. */
+static inline int h_const(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
+{
+	if (req->dir == RTIOREQ_DIR_READ)
+		req->value = (uint64_t)(uintptr_t)priv;
+	return 0;
+}
+
+static inline struct rtioreq_client *mk_client(struct rtioreq_vm *vm, const char *name,
+					       rtioreq_handler_fn fn, uintptr_t priv, bool dflt)
+{
+	struct rtioreq_client_attr a = {
+		.name = name, .handler = fn, .priv = (void *)priv, .is_default = dflt
+	};
+	struct rtioreq_client *c = rtioreq_client_create(vm, &a);
+
+	assert_non_null(c);
+	return c;
 }
 
 static inline void h_vm_stop(struct h_vm *h)

@@ -15,13 +15,6 @@
 #define RD RTIOREQ_DIR_READ
 #define WR RTIOREQ_DIR_WRITE
 
-static int h_const(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
-{
-	if (req->dir == RD)
-		req->value = (uint64_t)(uintptr_t)priv;
-	return 0;
-}
-
 static int h_fail(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
 {
 	return -EIO;
@@ -37,18 +30,6 @@ static int h_gated(struct rtioreq_client *c, struct rtioreq_req *req, void *priv
 		h_sleep_ms(1);
 	req->value = 0x77;
 	return 0;
-}
-
-static struct rtioreq_client *mk_client(struct rtioreq_vm *vm, const char *name,
-					rtioreq_handler_fn fn, uintptr_t priv, bool dflt)
-{
-	struct rtioreq_client_attr a = {
-		.name = name, .handler = fn, .priv = (void *)priv, .is_default = dflt
-	};
-	struct rtioreq_client *c = rtioreq_client_create(vm, &a);
-
-	assert_non_null(c);
-	return c;
 }
 
 static void test_attach_validation(void **state)

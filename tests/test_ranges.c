@@ -846,25 +846,6 @@ static void test_model_random(void **state)
 /* ---------------------------------------------------------------------------------- */
 /* Public API */
 
-static int h_const(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
-{
-	if (req->dir == RD)
-		req->value = (uint64_t)(uintptr_t)priv;
-	return 0;
-}
-
-static struct rtioreq_client *mk_client(struct rtioreq_vm *vm, const char *name,
-					rtioreq_handler_fn fn, uintptr_t priv, bool dflt)
-{
-	struct rtioreq_client_attr a = {
-		.name = name, .handler = fn, .priv = (void *)priv, .is_default = dflt
-	};
-	struct rtioreq_client *c = rtioreq_client_create(vm, &a);
-
-	assert_non_null(c);
-	return c;
-}
-
 static void test_api_errors(void **state)
 {
 	char owner[RTIOREQ_NAME_LEN];

@@ -334,7 +334,7 @@ static int h_fail(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
 	return -EIO;
 }
 
-static struct rtioreq_client *mk_client(struct rtioreq_vm *vm, rtioreq_handler_fn fn,
+static struct rtioreq_client *slot_client(struct rtioreq_vm *vm, rtioreq_handler_fn fn,
 					bool dflt)
 {
 	struct rtioreq_client_attr a = { .name = "slot", .handler = fn, .is_default = dflt };
@@ -439,7 +439,7 @@ static void run_invalid(bool poll)
 
 	h_vm_start(&h, 2);
 	use_path(&h, 2, poll);
-	mk_client(h.vm, h_answer, true);
+	slot_client(h.vm, h_answer, true);
 
 	img_pio(&w, RD, 0x60, 1, 0, false);
 	w.type = 7;
@@ -509,7 +509,7 @@ static void run_handler_error(bool poll)
 
 	h_vm_start(&h, 1);
 	use_path(&h, 1, poll);
-	mk_client(h.vm, h_fail, true);
+	slot_client(h.vm, h_fail, true);
 	for (size_t i = 0; i < 4; i++) {
 		uint32_t sz = sizes[i];
 
@@ -565,7 +565,7 @@ static void run_unclaimed(bool poll)
 	img_mmio(&w, RD, 0xfed00000, 8, 0, false);
 	assert_int_equal(raw_io(&h, 1, &w, 8), UINT64_MAX);
 	/* a client with ranges elsewhere, and one straddling its end */
-	c = mk_client(h.vm, h_answer, false);
+	c = slot_client(h.vm, h_answer, false);
 	assert_int_equal(rtioreq_range_add(c, PIO, 0x100, 0x10f), 0);
 	assert_int_equal(rtioreq_range_add(c, MMIO, 0x10000, 0x1ffff), 0);
 	img_pio(&w, RD, 0x200, 1, 0, false);
@@ -623,7 +623,7 @@ static void run_widths(bool poll)
 
 	h_vm_start(&h, 2);
 	use_path(&h, 2, poll);
-	mk_client(h.vm, h_answer, true);
+	slot_client(h.vm, h_answer, true);
 	for (size_t i = 0; i < 4; i++) {
 		uint32_t sz = sizes[i];
 		uint16_t v = (uint16_t)(i & 1);
@@ -700,15 +700,8 @@ static const struct rtioreq_vm_ops note_ops = { .notify_finish = note_finish };
 /* Like h_vm_start(), with ops. */
 static void h_vm_start_ops(struct h_vm *h, uint16_t vcpus, struct notes *nt)
 {
-	struct rtioreq_vm_attr va = { .id = 1, .vcpu_num = vcpus, .ops = &note_ops, .hv = nt };
-
-	assert_int_equal(rtioreq_shm_create(&h->shm, NULL, vcpus), 0);
-	h->eng = rtioreq_engine_create(NULL);
-	assert_non_null(h->eng);
-	va.page = &h->shm.region->page;
-	va.chan = &h->shm.region->chan;
-	h->vm = rtioreq_vm_attach(h->eng, &va);
-	assert_non_null(h->vm);
+	h_vm_start_attr(h, (struct rtioreq_vm_attr){
+				   .id = 1, .vcpu_num = vcpus, .ops = &note_ops, .hv = nt });
 }
 
 /*
@@ -731,7 +724,7 @@ static void run_completion_polling(bool poll, bool ops)
 	else
 		h_vm_start(&h, 3);
 	use_path(&h, 3, poll);
-	mk_client(h.vm, h_answer, true);
+	slot_client(h.vm, h_answer, true);
 
 	for (int round = 0; round < 3; round++) {
 		/* polling: nothing at all */
@@ -816,7 +809,7 @@ static void run_busy(bool poll)
 
 	h_vm_start(&h, 1);
 	p = use_path(&h, 1, poll);
-	c = mk_client(h.vm, NULL, true);
+	c = slot_client(h.vm, NULL, true);
 	s = &h.shm.region->page.req_slot[0];
 
 	h_submit(&h, 0, PIO, RD, 0x60, 1, 0, false);
