@@ -8,6 +8,7 @@
 #include "rtioreq/exdev.h"
 #include "rtioreq/hist.h"
 #include "rtioreq/profile.h"
+#include "rtioreq/rt.h"
 #include "rtioreq/shm.h"
 #include "rtioreq/sim.h"
 

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Install what rtioreq needs on Debian 12 (only the packages that are missing).
 set -eu
-pkgs="build-essential cmake pkg-config liburcu-dev libcmocka-dev libcyaml-dev libyaml-dev"
+pkgs="build-essential cmake pkg-config liburcu-dev libcmocka-dev libcyaml-dev libyaml-dev libcpuset-dev"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
