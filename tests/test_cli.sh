@@ -2,9 +2,13 @@
 # SPDX-License-Identifier: MIT
 # The rtioreq program: demo runs in both modes report every request completed exactly
 # once (exit 0, JSON keys present), bad input gives exit 2 and one line naming the
-# cause, and serve + hv in two processes agree.
+# cause, serve + hv in two processes agree; profiles: check accepts the shipped ones,
+# run applies dev-2cpu (poller SCHED_FIFO on CPU 1, in a cpuset when possible) and
+# removes what it created, also on SIGINT.
+# usage: test_cli.sh RTIOREQ_BINARY SOURCE_DIR
 set -u
 bin="$1"
+src="$2"
 fail=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -52,6 +56,10 @@ bad() { # expected-stderr-substring args...
 	fi
 }
 bad "unknown command 'frob'" frob
+bad "expected one PROFILE" check
+bad "-m, -v, -P, -c, -d and -p are set by the profile" run -v 2 "$src/rt-configs/dev-2cpu.yaml"
+bad "bad-priority.yaml:" check "$src/tests/profiles/bad-priority.yaml"
+bad "nonexistent.yaml" check "$tmp/nonexistent.yaml"
 bad "--vcpus: 17 is out of range 1..16" run --vcpus 17
 bad "--vcpus: '0x' is not a number" run --vcpus 0x
 bad "--mode: 'fast' is not a mode" run --mode fast
@@ -67,7 +75,8 @@ bad "--pollers: 5 pollers for 4 vCPUs" run -P 5
 bad "--unmapped: 101 is out of range 0..100" run -u 101
 bad "unknown option '--bogus'" run --bogus
 bad "option -v needs a value" run -v
-bad "unexpected argument 'extra'" run extra
+bad "extra: cannot read" run extra
+bad "unexpected argument 'more'" run extra more
 bad "--shm=NAME is required" serve
 bad "--shm: 'x' is not a shm name" hv -S x
 bad "--shm: no region /rtioreq-none-$$ appeared" serve -S /rtioreq-none-$$ -w 50ms
@@ -79,8 +88,8 @@ spid=$!
 "$bin" hv -S "$name" -v 8 -n 100k --json >"$tmp/hv.json"
 rc=$?
 wait $spid
-src=$?
-[ $rc -eq 0 ] && [ $src -eq 0 ] || { echo "FAIL: hv exit $rc, serve exit $src"; fail=1; }
+srv_rc=$?
+[ $rc -eq 0 ] && [ $srv_rc -eq 0 ] || { echo "FAIL: hv exit $rc, serve exit $srv_rc"; fail=1; }
 grep -qF '"ok": true' "$tmp/hv.json" && grep -q "completed 100000, polled 100000" "$tmp/serve.err" ||
 	{ echo "FAIL: cross-process: $(cat "$tmp/hv.json" "$tmp/serve.err")"; fail=1; }
 echo "ok: serve + hv: $(tail -1 "$tmp/serve.err")"
@@ -88,5 +97,64 @@ echo "ok: serve + hv: $(tail -1 "$tmp/serve.err")"
 : >"/dev/shm$name"
 bad "--shm: $name exists" hv -S "$name" -n 1
 rm -f "/dev/shm$name"
+
+# profiles
+for p in "$src"/rt-configs/*.yaml; do
+	"$bin" check "$p" >"$tmp/plan" 2>"$tmp/err" && grep -q "^slots:" "$tmp/plan" ||
+		{ echo "FAIL: check $p: $(cat "$tmp/err")"; fail=1; }
+done
+echo "ok: rtioreq check accepts every shipped profile"
+"$bin" check --host "$src/rt-configs/auto-8cpu.yaml" >/dev/null 2>"$tmp/err"
+rc=$?
+if [ "$(nproc)" -lt 8 ]; then
+	[ $rc -eq 2 ] && grep -q "auto-8cpu.yaml:[0-9]*:[0-9]*: CPU [0-9]* is not online" "$tmp/err" ||
+		{ echo "FAIL: check --host on $(nproc) CPUs: exit $rc $(cat "$tmp/err")"; fail=1; }
+	"$bin" run -n 10 "$src/rt-configs/auto-8cpu.yaml" >/dev/null 2>&1
+	[ $? -eq 2 ] || { echo "FAIL: run of an 8-CPU profile on $(nproc) CPUs was not refused"; fail=1; }
+	echo "ok: an 8-CPU profile is refused by run and check --host on $(nproc) CPUs"
+fi
+if [ "$(nproc)" -ge 2 ]; then
+	"$bin" run -n 200k --json "$src/rt-configs/dev-2cpu.yaml" >"$tmp/prof.json" 2>"$tmp/prof.err"
+	rc=$?
+	grep -qF '"ok": true' "$tmp/prof.json" && [ $rc -eq 0 ] ||
+		{ echo "FAIL: run dev-2cpu: exit $rc $(cat "$tmp/prof.json" "$tmp/prof.err")"; fail=1; }
+	# the poller as the kernel sees it while a run is going; then SIGINT
+	"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/prof.txt" 2>"$tmp/prof.err" &
+	pid=$!
+	i=0
+	while ! grep -q "^rtio-poll0: tid" "$tmp/prof.txt" && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	tid=$(sed -n 's/^rtio-poll0: tid \([0-9]*\),.*/\1/p' "$tmp/prof.txt")
+	cs="/"
+	if [ -n "$tid" ]; then
+		echo "ok: $(grep '^rtio-poll0' "$tmp/prof.txt")"
+		if [ "$(id -u)" -eq 0 ]; then
+			chrt -p "$tid" | grep -q "SCHED_FIFO" && chrt -p "$tid" | grep -q "priority: 80" ||
+				{ echo "FAIL: chrt -p $tid: $(chrt -p "$tid")"; fail=1; }
+			taskset -cp "$tid" | grep -q "list: 1$" ||
+				{ echo "FAIL: taskset -cp $tid: $(taskset -cp "$tid")"; fail=1; }
+			echo "ok: $(chrt -p "$tid" | tr '\n' ' ')/ $(taskset -cp "$tid")"
+			cs=$(cat "/proc/$tid/cpuset")
+			if [ -f /sys/fs/cgroup/cpuset/cpuset.cpus ]; then
+				[ "$cs" != "/" ] && [ -d "/sys/fs/cgroup/cpuset$cs" ] ||
+					{ echo "FAIL: poller not in its own cpuset: '$cs'"; fail=1; }
+			fi
+		fi
+	else
+		echo "FAIL: run dev-2cpu printed no poller: $(cat "$tmp/prof.txt" "$tmp/prof.err")"
+		fail=1
+	fi
+	kill -INT $pid
+	wait $pid
+	rc=$?
+	[ $rc -eq 130 ] || { echo "FAIL: SIGINT: exit $rc"; fail=1; }
+	if [ "$cs" != "/" ] && [ -e "/sys/fs/cgroup/cpuset$cs" ]; then
+		echo "FAIL: cpuset $cs left after SIGINT"
+		fail=1
+	fi
+	echo "ok: SIGINT: $(cat "$tmp/prof.err"); cpuset $cs gone"
+fi
 
 exit $fail

@@ -47,7 +47,19 @@ void cli_report_json(FILE *f, const struct cli_report *r);
 /* 0 if every request completed exactly once with the right value, else CLI_EXIT_FAIL. */
 int cli_report_verdict(const struct cli_report *r);
 
+/* rtioreq run PROFILE */
+struct cli_profile_opts {
+	const char *path;
+	uint64_t requests, duration_ns, seed; /* per VM */
+	unsigned int unmapped;
+	int producer_cpu; /* -1: chosen from the plan */
+	bool json;
+	const char *json_file;
+};
+int cli_run_profile(const struct cli_profile_opts *o);
+
 int cli_run(int argc, char **argv);
+int cli_check(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_hv(int argc, char **argv);
 

@@ -246,6 +246,7 @@ static void usage(FILE *f)
 		"          latency (the demo: 'rtioreq run' with no options)\n"
 		"  serve   the engine side of a region created by another process (hv)\n"
 		"  hv      the simulated hypervisor side: creates a region, drives vCPUs\n"
+		"  check   validate a real-time profile (rt-configs/) and print its plan\n"
 		"\n"
 		"'rtioreq COMMAND --help' lists a command's options.\n");
 }
@@ -267,6 +268,8 @@ int main(int argc, char **argv)
 		return cli_serve(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "hv"))
 		return cli_hv(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "check"))
+		return cli_check(argc - 1, argv + 1);
 	cli_cmd = "";
-	cli_die("unknown command '%s' (run, serve, hv; see rtioreq --help)", argv[1]);
+	cli_die("unknown command '%s' (run, serve, hv, check; see rtioreq --help)", argv[1]);
 }

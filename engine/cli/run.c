@@ -21,12 +21,15 @@ struct run_opts {
 	int pcpus[MAX_POLLERS], producer_cpu, dispatcher_cpu;
 	bool json;
 	const char *json_file;
+	const char *profile; /* run PROFILE */
+	bool have_n, producer_given;
+	unsigned int engine_opts; /* options the profile sets instead */
 };
 
 static void run_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: rtioreq run [OPTIONS]\n"
+		"usage: rtioreq run [OPTIONS] [PROFILE]\n"
 		"Simulated VM and engine in one process: vCPUs do port I/O and MMIO against\n"
 		"example devices (RAM-backed MMIO at 0xd0000000, accumulator port 0x510,\n"
 		"unclaimed port 0x5f0); every read is checked against the device's value.\n"
@@ -52,6 +55,9 @@ static void run_usage(FILE *f)
 		"  -s, --seed=N             workload seed, default 1\n"
 		"  -j, --json[=FILE]        print one JSON object (to FILE, '-' stdout)\n"
 		"  -h, --help\n"
+		"With a PROFILE (rt-configs/*.yaml) the engine runs as the profile says: pollers,\n"
+		"policies, cpusets, memory locking, cpu_dma_latency; one simulated VM per profile\n"
+		"VM, --requests/--duration each. -m, -v, -P, -c, -d, -p come from the profile.\n"
 		"Exit status: 0 every request completed exactly once with its value, 1 not,\n"
 		"2 bad input or setup error.\n");
 }
@@ -95,8 +101,14 @@ static void parse(int argc, char **argv, struct run_opts *o)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":m:v:n:D:P:c:C:d:p:u:s:j::h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'm': o->polling = cli_mode("--mode", optarg); break;
-		case 'v': o->vcpus = (unsigned int)cli_u64("--vcpus", optarg, 1, 16); break;
+		case 'm':
+			o->polling = cli_mode("--mode", optarg);
+			o->engine_opts |= 1;
+			break;
+		case 'v':
+			o->vcpus = (unsigned int)cli_u64("--vcpus", optarg, 1, 16);
+			o->engine_opts |= 1;
+			break;
 		case 'n':
 			o->requests = cli_u64("--requests", optarg, 1, UINT64_MAX / 2);
 			have_n = true;
@@ -104,18 +116,25 @@ static void parse(int argc, char **argv, struct run_opts *o)
 		case 'D': o->duration_ns = cli_duration("--duration", optarg); break;
 		case 'P':
 			o->pollers = (unsigned int)cli_u64("--pollers", optarg, 1, MAX_POLLERS);
+			o->engine_opts |= 1;
 			break;
 		case 'c':
 			o->npcpus = cli_cpulist("--poller-cpus", optarg, o->pcpus, MAX_POLLERS);
 			have_pcpus = true;
+			o->engine_opts |= 1;
 			break;
 		case 'C':
 			o->producer_cpu = (int)cli_u64("--producer-cpu", optarg, 0, 4095);
+			o->producer_given = true;
 			break;
 		case 'd':
 			o->dispatcher_cpu = (int)cli_u64("--dispatcher-cpu", optarg, 0, 4095);
+			o->engine_opts |= 1;
 			break;
-		case 'p': o->priority = (unsigned int)cli_u64("--priority", optarg, 1, 99); break;
+		case 'p':
+			o->priority = (unsigned int)cli_u64("--priority", optarg, 1, 99);
+			o->engine_opts |= 1;
+			break;
 		case 'u': o->unmapped = (unsigned int)cli_u64("--unmapped", optarg, 0, 100); break;
 		case 's': o->seed = cli_u64("--seed", optarg, 0, UINT64_MAX); break;
 		case 'j':
@@ -129,7 +148,12 @@ static void parse(int argc, char **argv, struct run_opts *o)
 		}
 	}
 	if (optind < argc)
+		o->profile = argv[optind++];
+	if (optind < argc)
 		cli_die("unexpected argument '%s' (see rtioreq run --help)", argv[optind]);
+	o->have_n = have_n;
+	if (o->profile && o->engine_opts)
+		cli_die("-m, -v, -P, -c, -d and -p are set by the profile %s", o->profile);
 	if (o->duration_ns && have_n)
 		cli_die("--requests and --duration exclude each other");
 	if (o->duration_ns)
@@ -140,6 +164,8 @@ static void parse(int argc, char **argv, struct run_opts *o)
 		cli_die("--pollers: %u pollers for %u vCPUs would leave pollers idle", o->pollers,
 			o->vcpus);
 	check_cpu("--producer-cpu", o->producer_cpu);
+	if (o->profile)
+		return;
 	if (o->dispatcher_cpu >= 0)
 		check_cpu("--dispatcher-cpu", o->dispatcher_cpu);
 	if (!o->polling)
@@ -194,6 +220,12 @@ int cli_run(int argc, char **argv)
 	int r, verdict;
 
 	parse(argc, argv, &o);
+	if (o.profile)
+		return cli_run_profile(&(struct cli_profile_opts){
+			.path = o.profile, .requests = o.requests, .duration_ns = o.duration_ns,
+			.seed = o.seed, .unmapped = o.unmapped,
+			.producer_cpu = o.producer_given ? o.producer_cpu : -1, .json = o.json,
+			.json_file = o.json_file });
 	oracle = calloc(1, sizeof(*oracle));
 	res = calloc(1, sizeof(*res));
 	dev = calloc(1, sizeof(*dev));
