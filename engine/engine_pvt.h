@@ -328,11 +328,15 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 	/* T0: a slot still owned by an earlier request is not taken again; pairs with C1 */
 	if (atomic_load_explicit(&sl->busy, memory_order_acquire))
 		return false;
+	/* snapshot first (sl->req is free: busy is 0), so that a hypervisor seeing
+	 * PROCESSING knows the engine no longer reads the slot's fields */
+	sl->valid = rtioreq__snapshot(wire, &sl->req);
 	/*
-	 * T2: PENDING -> PROCESSING as a CAS, acquire (pairs with H1) and release (with the
-	 * hv's H2 load). A plain store could overwrite a COMPLETE stored by the previous
-	 * owner between our stale PENDING load and now, if the hv re-stored PENDING on a
-	 * slot it did not own: the hv would then never see its request complete.
+	 * T2: PENDING -> PROCESSING as a CAS, release (pairs with the hv's H2 load). A plain
+	 * store could overwrite a COMPLETE stored by the previous owner between our stale
+	 * PENDING load (T1) and now, if the hv re-stored PENDING on a slot it did not own:
+	 * the hv would then never see its request complete. On failure the snapshot is
+	 * dropped.
 	 */
 	if (!atomic_compare_exchange_strong_explicit(rtioreq_wire_atomic(&wire->processed),
 						     &expect, RTIOREQ_STATE_PROCESSING,
@@ -342,9 +346,6 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 	 * published to later owners by A1 / C1 */
 	atomic_store_explicit(&sl->busy, 1, memory_order_relaxed);
 	rtioreq__stat_inc(&sl->st.dispatched);
-	/* the hv may not write the slot until COMPLETE, so the snapshot after T2 is the
-	 * request it published */
-	sl->valid = rtioreq__snapshot(wire, &sl->req);
 	sl->req.vcpu = sl->vcpu;
 	sl->req.vm_id = vm->id;
 	if (!sl->valid) {
