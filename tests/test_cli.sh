@@ -70,7 +70,7 @@ bad "--duration: '0' is not a positive duration" run -D 0
 bad "--requests and --duration exclude each other" run -n 5 -D 1s
 bad "--poller-cpus: CPU 4095 is not available" run -c 4095
 bad "--poller-cpus: 'x' is not a CPU list" run -c x
-bad "--pollers/--poller-cpus need --mode polling" run -m notify -P 2
+bad "--pollers/--poller-cpus/--idle need --mode polling" run -m notify -P 2
 bad "--pollers: 5 pollers for 4 vCPUs" run -P 5
 bad "--unmapped: 101 is out of range 0..100" run -u 101
 bad "unknown option '--bogus'" run --bogus

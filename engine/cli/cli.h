@@ -41,6 +41,7 @@ struct cli_report {
 	uint64_t requested; /* asked for (0: duration run) */
 	const struct rtioreq_sim_result *res;
 	const struct rtioreq_vm_stats *st; /* NULL: engine in another process */
+	uint64_t sleeps;		   /* pollers' hybrid-idle sleeps */
 };
 void cli_report_text(FILE *f, const struct cli_report *r);
 void cli_report_json(FILE *f, const struct cli_report *r);

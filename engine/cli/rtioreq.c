@@ -174,8 +174,9 @@ void cli_report_text(FILE *f, const struct cli_report *r)
 			(unsigned long long)r->st->invalid, (unsigned long long)r->st->handler_errors,
 			(unsigned long long)r->st->unclaimed, (unsigned long long)r->st->polled,
 			(unsigned long long)r->st->fallback, (unsigned long long)r->st->notified);
-	fprintf(f, "upcalls %llu  duration %.3f s  throughput %.0f requests/s\n",
-		(unsigned long long)res->upcalls, (double)res->ns / 1e9, throughput(res));
+	fprintf(f, "upcalls %llu  poller sleeps %llu  duration %.3f s  throughput %.0f requests/s\n",
+		(unsigned long long)res->upcalls, (unsigned long long)r->sleeps,
+		(double)res->ns / 1e9, throughput(res));
 	fprintf(f, "round trip ns: min %llu", (unsigned long long)(h->count ? h->min : 0));
 	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
 		fprintf(f, "  %s %llu", pcts[i].label,
@@ -205,8 +206,10 @@ void cli_report_json(FILE *f, const struct cli_report *r)
 			(unsigned long long)st->unclaimed);
 	else
 		fprintf(f, "\"invalid\": null, \"handler_errors\": null, \"unclaimed\": null, ");
-	fprintf(f, "\"upcalls\": %llu, \"duration_s\": %.6f, \"throughput_rps\": %.0f, ",
-		(unsigned long long)res->upcalls, (double)res->ns / 1e9, throughput(res));
+	fprintf(f, "\"upcalls\": %llu, \"poller_sleeps\": %llu, \"duration_s\": %.6f, "
+		   "\"throughput_rps\": %.0f, ",
+		(unsigned long long)res->upcalls, (unsigned long long)r->sleeps,
+		(double)res->ns / 1e9, throughput(res));
 	fprintf(f, "\"latency_ns\": {\"min\": %llu", (unsigned long long)(h->count ? h->min : 0));
 	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
 		fprintf(f, ", \"%s\": %llu", pcts[i].key,

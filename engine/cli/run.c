@@ -17,7 +17,8 @@
 struct run_opts {
 	bool polling;
 	unsigned int vcpus, pollers, npcpus, unmapped, priority;
-	uint64_t requests, duration_ns, seed;
+	uint64_t requests, duration_ns, seed, think_ns, spin_ns;
+	bool hybrid;
 	int pcpus[MAX_POLLERS], producer_cpu, dispatcher_cpu;
 	bool json;
 	const char *json_file;
@@ -53,6 +54,11 @@ static void run_usage(FILE *f)
 		"  -u, --unmapped=PCT       share of requests to the unclaimed port, 0..100,\n"
 		"                           default 5\n"
 		"  -s, --seed=N             workload seed, default 1\n"
+		"  -I, --idle=IDLE          poller idle strategy: spin (default) or hybrid\n"
+		"                           (sleep after --spin without work; NEED_WAKEUP)\n"
+		"      --spin=T             hybrid: spin time before sleeping, default 50us\n"
+		"  -T, --think=T            vCPU pause between requests: after 1 in 8, up to\n"
+		"                           16*T (mean T); default none\n"
 		"  -j, --json[=FILE]        print one JSON object (to FILE, '-' stdout)\n"
 		"  -h, --help\n"
 		"With a PROFILE (rt-configs/*.yaml) the engine runs as the profile says: pollers,\n"
@@ -88,6 +94,9 @@ static void parse(int argc, char **argv, struct run_opts *o)
 		{ "priority", required_argument, NULL, 'p' },
 		{ "unmapped", required_argument, NULL, 'u' },
 		{ "seed", required_argument, NULL, 's' },
+		{ "idle", required_argument, NULL, 'I' },
+		{ "spin", required_argument, NULL, 'S' },
+		{ "think", required_argument, NULL, 'T' },
 		{ "json", optional_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -97,9 +106,9 @@ static void parse(int argc, char **argv, struct run_opts *o)
 
 	*o = (struct run_opts){ .polling = true, .vcpus = 4, .pollers = 1, .unmapped = 5,
 				.requests = 200000, .seed = 1, .producer_cpu = 0,
-				.dispatcher_cpu = -1 };
+				.dispatcher_cpu = -1, .spin_ns = 50000 };
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":m:v:n:D:P:c:C:d:p:u:s:j::h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:v:n:D:P:c:C:d:p:u:s:I:T:j::h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			o->polling = cli_mode("--mode", optarg);
@@ -137,6 +146,17 @@ static void parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'u': o->unmapped = (unsigned int)cli_u64("--unmapped", optarg, 0, 100); break;
 		case 's': o->seed = cli_u64("--seed", optarg, 0, UINT64_MAX); break;
+		case 'I':
+			if (strcmp(optarg, "spin") && strcmp(optarg, "hybrid"))
+				cli_die("--idle: '%s' is not an idle strategy (spin, hybrid)", optarg);
+			o->hybrid = !strcmp(optarg, "hybrid");
+			o->engine_opts |= 1;
+			break;
+		case 'S':
+			o->spin_ns = cli_duration("--spin", optarg);
+			o->engine_opts |= 1;
+			break;
+		case 'T': o->think_ns = cli_duration("--think", optarg); break;
 		case 'j':
 			o->json = true;
 			o->json_file = optarg;
@@ -158,8 +178,8 @@ static void parse(int argc, char **argv, struct run_opts *o)
 		cli_die("--requests and --duration exclude each other");
 	if (o->duration_ns)
 		o->requests = 0;
-	if (!o->polling && (o->pollers != 1 || have_pcpus))
-		cli_die("--pollers/--poller-cpus need --mode polling");
+	if (!o->polling && (o->pollers != 1 || have_pcpus || o->hybrid))
+		cli_die("--pollers/--poller-cpus/--idle need --mode polling");
 	if (o->polling && o->pollers > o->vcpus)
 		cli_die("--pollers: %u pollers for %u vCPUs would leave pollers idle", o->pollers,
 			o->vcpus);
@@ -218,6 +238,7 @@ int cli_run(int argc, char **argv)
 	struct cli_report rep;
 	FILE *f = stdout;
 	int r, verdict;
+	uint64_t sleeps = 0;
 
 	parse(argc, argv, &o);
 	if (o.profile)
@@ -255,6 +276,8 @@ int cli_run(int argc, char **argv)
 		pollers[i] = rtioreq_poller_create(eng, &ta);
 		if (!pollers[i])
 			die_errno("poller", errno);
+		if (o.hybrid)
+			rtioreq_poller_set_idle(pollers[i], o.spin_ns);
 	}
 	for (unsigned int v = 0; o.polling && v < o.vcpus; v++) {
 		r = rtioreq_vm_set_poller(vm, (uint16_t)v, pollers[v % o.pollers]);
@@ -266,9 +289,9 @@ int cli_run(int argc, char **argv)
 		       "(%u%% to an unclaimed port)\n",
 		       o.vcpus, o.producer_cpu, o.unmapped);
 		for (unsigned int i = 0; o.polling && i < o.pollers; i++)
-			printf("poller %u: CPU %d, tid %d, %s\n", i, o.pcpus[o.npcpus == 1 ? 0 : i],
-			       (int)rtioreq_poller_tid(pollers[i]),
-			       o.priority ? "SCHED_FIFO" : "SCHED_OTHER");
+			printf("poller %u: CPU %d, tid %d, %s, idle %s\n", i,
+			       o.pcpus[o.npcpus == 1 ? 0 : i], (int)rtioreq_poller_tid(pollers[i]),
+			       o.priority ? "SCHED_FIFO" : "SCHED_OTHER", o.hybrid ? "hybrid" : "spin");
 		fflush(stdout);
 	}
 	rtioreq_exdev_oracle_init(oracle, o.seed, o.unmapped);
@@ -279,6 +302,7 @@ int cli_run(int argc, char **argv)
 	sa.requests = o.requests;
 	sa.duration_ns = o.duration_ns;
 	sa.completion_polling = o.polling;
+	sa.think_ns = o.think_ns;
 	sa.producer_cpu[0] = o.producer_cpu;
 	for (int i = 1; i < 4; i++)
 		sa.producer_cpu[i] = -1;
@@ -287,7 +311,13 @@ int cli_run(int argc, char **argv)
 	if (r)
 		die_errno("simulated hypervisor", -r);
 	rtioreq_vm_stats(vm, &st);
-	rep = (struct cli_report){ .mode = o.polling ? "polling" : "notify", .vcpus = o.vcpus,
+	for (unsigned int i = 0; o.polling && i < o.pollers; i++) {
+		struct rtioreq_poller_stats ps;
+
+		rtioreq_poller_stats(pollers[i], &ps);
+		sleeps += ps.sleeps;
+	}
+	rep = (struct cli_report){ .sleeps = sleeps, .mode = o.polling ? "polling" : "notify", .vcpus = o.vcpus,
 				   .pollers = o.polling ? o.pollers : 0,
 				   .requested = o.requests, .res = res, .st = &st };
 	if (o.json) {
