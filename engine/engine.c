@@ -88,8 +88,7 @@ static void *dispatcher_main(void *arg)
 	struct futex_waitv wv[RTIOREQ_MAX_VMS + 1];
 
 	rtioreq__rcu_register();
-	/* relaxed: a pure signal; the join in rtioreq_engine_destroy() orders the rest */
-	while (!atomic_load_explicit(&eng->stop, memory_order_relaxed)) {
+	for (;;) {
 		/* V2: pairs with V1 in publish_vmset() */
 		struct rtioreq__vmset *vs = atomic_load_explicit(&eng->vmset, memory_order_acquire);
 		unsigned int n = 1;
@@ -99,6 +98,12 @@ static void *dispatcher_main(void *arg)
 		rtioreq__futex_waitv_set(&wv[0], &eng->kick,
 					 atomic_load_explicit(&eng->kick, memory_order_acquire),
 					 false);
+		/* relaxed, after D1: destroy stores stop before its kick (K1), so either D1
+		 * saw that kick and this sees stop, or the wait below returns at once. (Read
+		 * before D1, a stop+kick in between was lost and the join hung: seen once in
+		 * 40 TSan runs.) The join orders everything else. */
+		if (atomic_load_explicit(&eng->stop, memory_order_relaxed))
+			break;
 		for (uint32_t i = 0; vs && i < vs->n; i++, n++) {
 			_Atomic uint32_t *w = rtioreq_wire_atomic(&vs->vm[i]->chan->upcall_seq.word);
 

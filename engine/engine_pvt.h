@@ -338,13 +338,15 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 	 * the hv would then never see its request complete. On failure the snapshot is
 	 * dropped.
 	 */
+	/* relaxed: only this taker may take the slot (ownership moves across grace periods);
+	 * published by T2 (PROCESSING implies busy) and to later owners by A1 / C1 */
+	atomic_store_explicit(&sl->busy, 1, memory_order_relaxed);
 	if (!atomic_compare_exchange_strong_explicit(rtioreq_wire_atomic(&wire->processed),
 						     &expect, RTIOREQ_STATE_PROCESSING,
-						     memory_order_acq_rel, memory_order_relaxed))
+						     memory_order_acq_rel, memory_order_relaxed)) {
+		atomic_store_explicit(&sl->busy, 0, memory_order_relaxed); /* never taken */
 		return false;
-	/* relaxed: only this taker may take the slot (ownership moves across grace periods);
-	 * published to later owners by A1 / C1 */
-	atomic_store_explicit(&sl->busy, 1, memory_order_relaxed);
+	}
 	rtioreq__stat_inc(&sl->st.dispatched);
 	sl->req.vcpu = sl->vcpu;
 	sl->req.vm_id = vm->id;
