@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rtioreq-bench: the latency benchmark suite (issue 3). One process runs every
+ * measurement on the same machine, keeps every number in memory and writes the
+ * results folder at the end (results.json, report.md, cyclictest-format histograms).
+ *
+ * Conventions (shared/STYLE.md): human lines on stdout start with '#'; each run
+ * prints one machine-readable "SUMMARY ..." line; the unit per operation and the core
+ * topology are printed with every run; histograms carry overflow counts.
+ *
+ * Topology: the engine side (poller, dispatcher, client threads, ACRN-baseline worker
+ * and handler threads, the "server" side of ping-pongs) on engine_cpu, the simulated
+ * hypervisor (producer) and every "client" side of a ping-pong on producer_cpu.
+ * Spinning threads are SCHED_OTHER; only blocking engine-side threads get SCHED_FIFO.
+ */
+#ifndef RTIOREQ_BENCH_H
+#define RTIOREQ_BENCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rtioreq.h"
+
+#define BENCH_MAX_DISTS 24
+#define BENCH_HIST_US	400 /* cyclictest -h 400: 1-us buckets 0..399, then overflow */
+#define BENCH_CACHELINE 64
+
+/*
+ * Noise gauge: CPU time used by other processes while a run lasted (/proc/stat busy
+ * time minus this process's /proc/self/stat utime+stime), in % of all online CPUs.
+ */
+struct bench_noise {
+	uint64_t busy, own; /* clock ticks */
+	uint64_t t_ns;
+};
+
+/* One latency distribution: what every round-trip benchmark produces. */
+struct bench_dist {
+	char name[40];	/* file-name safe key, e.g. "poll-1vcpu" */
+	char label[96]; /* for humans: table rows and the plot legend */
+	char unit[48];	/* e.g. "ns per round trip" */
+	struct rtioreq_hist h;
+	uint64_t ops;		  /* operations measured (= h.count) */
+	uint64_t ns;		  /* wall time of the measured part */
+	bool dma_held;		  /* /dev/cpu_dma_latency held at 0 during the run */
+	bool plot;		  /* part of latency.png */
+	struct bench_noise noise; /* started by bench_dist_new() */
+	double foreign_pct;	  /* set by bench_dist_print() */
+};
+
+struct bench_pct {
+	uint64_t min, p50, p90, p99, p999, p9999, max;
+	double mean;
+};
+
+struct bench_lookup_row {
+	unsigned int ranges, acrn_clients;
+	double rtioreq_ns, acrn_ns; /* median of the repeats, ns per lookup */
+	double rtioreq_min_ns, acrn_min_ns;
+	uint64_t lookups_rtioreq, lookups_acrn, wrong;
+	double foreign_pct;
+};
+
+struct bench_updates {
+	uint64_t changes, change_errors;
+	double rate_per_s; /* achieved changes/s */
+	double target_per_s;
+	unsigned int batch, table_ranges;
+	struct rtioreq_hist change_ns; /* per change (add or del), ns */
+	double busy_ns_per_batch;      /* mean, also the placebo's spin time */
+	uint64_t placebo_batches;
+};
+
+struct bench_cyclic {
+	char name[32], label[96];
+	bool ok;
+	uint64_t cycles, overflows;
+	uint64_t min_us, max_us;
+	double avg_us;
+	long p99_us;		  /* -1: in the overflow region */
+	uint64_t engine_requests; /* requests the engine served meanwhile */
+	double foreign_pct;
+};
+
+struct bench_hygiene {
+	bool ok;
+	char why[160];
+	uint64_t requests, loops;
+	uint64_t syscalls, faults, faults_min, faults_maj, ctxsw, allocs;
+	bool allocs_counted;
+	/* positive control: a thread doing 1000 getppid() + 100 malloc() */
+	uint64_t ctl_syscalls, ctl_allocs;
+};
+
+struct bench_cfg {
+	const char *out;
+	bool quick;
+	int engine_cpu, producer_cpu;
+	int prio;	    /* SCHED_FIFO priority, blocking engine-side threads; 0: SCHED_OTHER */
+	uint64_t run_ns;    /* one latency run */
+	uint64_t short_ns;  /* ping-pongs */
+	uint64_t warm_ns;   /* warm-up before each measured run */
+	unsigned int cyc_s; /* cyclictest -D */
+	uint64_t hyg_requests;
+	double lookup_ms;   /* per lookup measurement repeat */
+	double update_rate; /* changes/s */
+	unsigned int update_batch;
+	unsigned int unmapped; /* workload: % of requests to the unclaimed port */
+	unsigned int wait_quiet_s;
+	const char *only; /* comma list of phases, NULL: all */
+};
+
+struct bench_results {
+	char cpu_model[128], kernel[160], host[80], date[32];
+	long nproc;
+	uint64_t clock_ns_p50, clock_ns_p99; /* cost of one clock_gettime pair, ns */
+	struct bench_dist dist[BENCH_MAX_DISTS];
+	unsigned int ndist;
+	struct bench_lookup_row lookup[8];
+	unsigned int nlookup;
+	struct bench_updates upd;
+	struct bench_cyclic cyc[4];
+	unsigned int ncyc;
+	struct bench_hygiene hyg;
+	uint64_t thr_poll1, thr_poll16; /* requests/s */
+	double runtime_s;
+	double foreign_pct; /* over the whole run */
+};
+
+extern struct bench_cfg bench_cfg;
+extern struct bench_results bench_res;
+
+/* util.c */
+uint64_t bench_now_ns(void);
+void bench_sleep_ns(uint64_t ns);
+void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void bench_pin_self(int cpu);
+/*
+ * Zeroed, cache-line aligned and padded: for objects one CPU writes on the hot path
+ * (the device state written by handlers, the workload's shadow written by the
+ * hypervisor thread), so that heap neighbours never share a line with them; otherwise
+ * the figures depend on the heap layout of each run (false sharing).
+ */
+void *bench_zalloc_line(size_t n);
+/* Start a thread pinned to @cpu (-1: unpinned), SCHED_FIFO @prio if > 0, set before it runs. */
+void bench_thread_start(pthread_t *t, int cpu, int prio, const char *name, void *(*fn)(void *),
+			void *arg);
+/* Hold /dev/cpu_dma_latency at 0: the fd, or dies. bench_dma_release() closes it. */
+int bench_dma_hold(void);
+void bench_dma_release(int fd);
+struct bench_dist *bench_dist_new(const char *name, const char *label, const char *unit);
+void bench_pct(const struct rtioreq_hist *h, struct bench_pct *p);
+/* Print the '#' lines and the SUMMARY line of a distribution. */
+void bench_dist_print(struct bench_dist *d, const char *extra);
+/* Values >= @ns recorded in @h (bucket granularity). */
+uint64_t bench_hist_count_ge(const struct rtioreq_hist *h, uint64_t ns);
+void bench_topology(const char *what);
+void bench_noise_start(struct bench_noise *n);
+double bench_noise_foreign_pct(const struct bench_noise *n);
+bool bench_phase(const char *name);
+
+/* pingpong.c */
+void bench_clock_overhead(void);
+/* @again: the end-of-run repetition that shows whether the host moved our vCPUs */
+void bench_cacheline(bool again);
+void bench_futex(bool dma);
+
+/* engine_runs.c */
+struct bench_run {
+	bool polling;
+	unsigned int vcpus;
+	int producer_cpu, poller_cpu;
+	uint64_t duration_ns;
+	uint64_t requests; /* instead of duration (hygiene) */
+	bool quiet;
+	/* called once the measured run started (main thread); may be NULL */
+	void (*during)(void *arg, struct rtioreq_engine *eng, struct rtioreq_vm *vm,
+		       struct rtioreq_poller *poller);
+	/* called after the measured run ended (main thread); may be NULL */
+	void (*after)(void *arg, struct rtioreq_engine *eng, struct rtioreq_vm *vm,
+		      struct rtioreq_poller *poller);
+	void *arg;
+	/* called before the VM starts (extra clients, ranges); may be NULL */
+	int (*setup)(void *arg, struct rtioreq_vm *vm);
+	/* results */
+	struct rtioreq_sim_result *res;
+	struct rtioreq_vm_stats st;
+};
+void bench_engine_run(struct bench_run *r);
+void bench_polling(void);
+void bench_fallback(bool dma);
+void bench_updates(void);
+
+/* acrn.c: the baseline of ACRN's HSM dispatch (see the file's header) */
+void bench_acrn(bool dma, bool completion_polling);
+void bench_lookup(void);
+
+/* hygiene.c */
+void bench_hygiene(void);
+
+/* cyclic.c */
+void bench_cyclictest(void);
+/* Write @d as cyclictest -h text and as cyclictest --json, into the results folder. */
+void bench_write_cyclictest_files(const struct bench_dist *d);
+
+/* report.c */
+void bench_machine_info(void);
+void bench_write_results(void);
+
+#endif /* RTIOREQ_BENCH_H */
