@@ -51,7 +51,7 @@ int cli_report_verdict(const struct cli_report *r);
 /* rtioreq run PROFILE */
 struct cli_profile_opts {
 	const char *path;
-	uint64_t requests, duration_ns, seed; /* per VM */
+	uint64_t requests, duration_ns, seed, think_ns; /* per VM */
 	unsigned int unmapped;
 	int producer_cpu; /* -1: chosen from the plan */
 	bool json;

@@ -209,6 +209,7 @@ int cli_run_profile(const struct cli_profile_opts *o)
 	unsigned int errors = 0, np = 0;
 	int producer = o->producer_cpu, maxprio = 0, r, verdict = 0;
 	bool rt = true, stopped = false;
+	uint64_t sleeps = 0;
 	char why[256], info[512];
 	sigset_t sigs;
 	FILE *jf = NULL;
@@ -368,7 +369,7 @@ int cli_run_profile(const struct cli_profile_opts *o)
 		vr->sa = (struct rtioreq_sim_attr){
 			.region = vr->shm.region, .vcpu_num = (uint16_t)vr->pv->vcpus,
 			.producers = 1, .requests = o->requests, .duration_ns = o->duration_ns,
-			.completion_polling = vr->pv->completion_polling,
+			.completion_polling = vr->pv->completion_polling, .think_ns = o->think_ns,
 			.producer_cpu = { producer, -1, -1, -1 },
 			.wl = { rtioreq_exdev_gen, vr->oracle } };
 		if (pthread_create(&vr->thread, NULL, sim_main, vr))
@@ -388,6 +389,14 @@ int cli_run_profile(const struct cli_profile_opts *o)
 			}
 		}
 	}
+	for (unsigned int i = 0; i < plan.n_threads; i++) {
+		struct rtioreq_poller_stats ps;
+
+		if (!pollers[i])
+			continue;
+		rtioreq_poller_stats(pollers[i], &ps);
+		sleeps += ps.sleeps; /* per engine: reported with every VM */
+	}
 	if (o->json) {
 		jf = cli_json_open(o->json_file);
 		fprintf(jf, "{\"profile\": \"%s\", \"vms\": [", o->path);
@@ -401,7 +410,7 @@ int cli_run_profile(const struct cli_profile_opts *o)
 			cli_die("VM %lld simulated hypervisor: %s", (long long)vr->pv->id,
 				strerror(-vr->rc));
 		rtioreq_vm_stats(vr->vm, &st);
-		rep = (struct cli_report){ .mode = p->mode == RTIOREQ_PROFILE_POLLING ? "polling"
+		rep = (struct cli_report){ .sleeps = sleeps, .mode = p->mode == RTIOREQ_PROFILE_POLLING ? "polling"
 										    : "notify",
 					   .vcpus = (unsigned int)vr->pv->vcpus, .pollers = np,
 					   .requested = o->requests, .res = vr->res, .st = &st };

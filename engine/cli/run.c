@@ -244,7 +244,7 @@ int cli_run(int argc, char **argv)
 	if (o.profile)
 		return cli_run_profile(&(struct cli_profile_opts){
 			.path = o.profile, .requests = o.requests, .duration_ns = o.duration_ns,
-			.seed = o.seed, .unmapped = o.unmapped,
+			.seed = o.seed, .unmapped = o.unmapped, .think_ns = o.think_ns,
 			.producer_cpu = o.producer_given ? o.producer_cpu : -1, .json = o.json,
 			.json_file = o.json_file });
 	oracle = calloc(1, sizeof(*oracle));
