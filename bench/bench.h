@@ -177,6 +177,8 @@ struct bench_run {
 	int producer_cpu, poller_cpu;
 	uint64_t duration_ns;
 	uint64_t requests; /* instead of duration (hygiene) */
+	uint64_t spin_ns;  /* poller hybrid idle: spin time; 0: spin forever */
+	uint64_t think_ns; /* vCPU pause after every request (uniform 0..2x); 0: none */
 	bool quiet;
 	/* called once the measured run started (main thread); may be NULL */
 	void (*during)(void *arg, struct rtioreq_engine *eng, struct rtioreq_vm *vm,
@@ -190,11 +192,13 @@ struct bench_run {
 	/* results */
 	struct rtioreq_sim_result *res;
 	struct rtioreq_vm_stats st;
+	struct rtioreq_poller_stats ps;
 };
 void bench_engine_run(struct bench_run *r);
 void bench_polling(void);
 void bench_fallback(bool dma);
 void bench_updates(void);
+void bench_hybrid(void);
 
 /* acrn.c: the baseline of ACRN's HSM dispatch (see the file's header) */
 void bench_acrn(bool dma, bool completion_polling);

@@ -93,6 +93,7 @@ void bench_engine_run(struct bench_run *r)
 			if (rc)
 				bench_die("slot %u to poller: %s", v, strerror(-rc));
 		}
+		rtioreq_poller_set_idle(poller, r->spin_ns);
 	}
 	rc = rtioreq_vm_start(vm);
 	if (rc)
@@ -109,6 +110,8 @@ void bench_engine_run(struct bench_run *r)
 	    .completion_polling = r->polling,
 	    .producer_cpu = {r->producer_cpu, -1, -1, -1},
 	    .wl = {rtioreq_exdev_gen, oracle},
+	    .think_ns = r->think_ns,
+	    .think_all = r->think_ns != 0,
 	};
 	/*
 	 * rtioreq_sim_run() runs on a thread of its own (a new thread gets its own glibc
@@ -137,6 +140,8 @@ void bench_engine_run(struct bench_run *r)
 	}
 	if (r->after)
 		r->after(r->arg, eng, vm, poller);
+	if (poller)
+		rtioreq_poller_stats(poller, &r->ps);
 	if (st->rc)
 		bench_die("simulated hypervisor: %s", strerror(-st->rc));
 	check_res("measured run", st->res);
@@ -190,6 +195,46 @@ void bench_polling(void)
 	bench_res.thr_poll1 = (uint64_t)((double)d->h.count * 1e9 / (double)d->ns);
 	d = engine_dist("poll-16vcpu", "rtioreq polling, 16 vCPUs", true, 16, false);
 	bench_res.thr_poll16 = (uint64_t)((double)d->h.count * 1e9 / (double)d->ns);
+}
+
+/*
+ * Hybrid idle: the poller sleeps after spin_ns without work (NEED_WAKEUP handshake);
+ * every request follows a vCPU pause (uniform 0..2x think, mean 500 us) longer than the
+ * spin time, so nearly every round trip includes the upcall and the poller's wake-up:
+ * the p50 is the wake-up cost of hybrid idle, with and without cpu_dma_latency held.
+ */
+void bench_hybrid(void)
+{
+	for (int dma = 0; dma < 2; dma++) {
+		struct bench_run r = {.polling = true,
+				      .vcpus = 1,
+				      .producer_cpu = bench_cfg.producer_cpu,
+				      .poller_cpu = bench_cfg.engine_cpu,
+				      .duration_ns = bench_cfg.run_ns,
+				      .spin_ns = 20000,
+				      .think_ns = 500000};
+		struct bench_dist *d =
+		    bench_dist_new(dma ? "hybrid-dma0" : "hybrid",
+				   dma ? "rtioreq hybrid idle, every request wakes the poller, "
+					 "cpu_dma_latency=0"
+				       : "rtioreq hybrid idle, every request wakes the poller",
+				   "ns per request (round trip)");
+		char extra[160];
+		int fd = dma ? bench_dma_hold() : -1;
+
+		bench_engine_run(&r);
+		bench_dma_release(fd);
+		d->h = r.res->rtt;
+		d->ns = r.res->ns;
+		d->dma_held = dma;
+		snprintf(extra, sizeof(extra), "spin_us=20 think_mean_us=500 sleeps=%lu upcalls=%lu",
+			 (unsigned long)r.ps.sleeps, (unsigned long)r.res->upcalls);
+		bench_dist_print(d, extra);
+		if (r.ps.sleeps < r.res->requests / 2)
+			bench_die("hybrid: the poller slept %lu times for %lu requests",
+				  (unsigned long)r.ps.sleeps, (unsigned long)r.res->requests);
+		free(r.res);
+	}
 }
 
 void bench_fallback(bool dma)

@@ -16,7 +16,7 @@ struct bench_cfg bench_cfg;
 struct bench_results bench_res;
 
 static const char *const phases =
-    "pingpong,polling,fallback,acrn,lookup,updates,hygiene,cyclictest";
+    "pingpong,polling,hybrid,fallback,acrn,lookup,updates,hygiene,cyclictest";
 
 static void usage(FILE *f)
 {
@@ -252,6 +252,10 @@ int main(int argc, char **argv)
 	if (bench_phase("polling")) {
 		printf("#\n# 2. engine, polling mode\n");
 		bench_polling();
+	}
+	if (bench_phase("hybrid")) {
+		printf("#\n# 2b. engine, polling mode with hybrid idle: the wake-up cost\n");
+		bench_hybrid();
 	}
 	for (int dma = 0; dma < 2; dma++) {
 		if (bench_phase("fallback")) {

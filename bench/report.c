@@ -210,6 +210,12 @@ static unsigned int ratio_rows(struct ratio_row *rr)
 	    "Polling p50 (16 vCPUs, 1 hypervisor thread) "
 	    "as a multiple of the cache-line p50",
 	    "poll-16vcpu", p50("poll-16vcpu"), "cacheline", p50("cacheline"), "ns");
+	ROW("hybrid_p50_over_polling_p50",
+	    "Hybrid idle: wake-up round trip p50 / spinning poller p50 (1 vCPU)", "hybrid",
+	    p50("hybrid"), "poll-1vcpu", p50("poll-1vcpu"), "ns");
+	ROW("hybrid_dma0_p50_over_futex_dma0_p50",
+	    "Hybrid idle wake-up p50 / raw futex p50, both with cpu_dma_latency=0",
+	    "hybrid-dma0", p50("hybrid-dma0"), "futex-dma0", p50("futex-dma0"), "ns");
 	ROW("fallback_p50_over_futex_p50", "Fallback p50 / raw futex ping-pong p50", "fallback",
 	    p50("fallback"), "futex", p50("futex"), "ns");
 	ROW("fallback_p50_over_futex_p50_dma0",
@@ -632,7 +638,7 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 
 void bench_write_results(void)
 {
-	struct ratio_row rr[24];
+	struct ratio_row rr[32];
 	unsigned int nr = ratio_rows(rr);
 
 	for (unsigned int i = 0; i < bench_res.ndist; i++) {

@@ -118,7 +118,10 @@ static void *producer_main(void *arg)
 			rtioreq_hv_release(r, v);
 			out &= ~(1u << v);
 			res->completed++;
-			if (a->think_ns) {
+			if (a->think_ns && a->think_all) {
+				rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17; /* xorshift */
+				ready[v] = now_ns() + (rng >> 11) % (2 * a->think_ns + 1);
+			} else if (a->think_ns) {
 				rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17; /* xorshift */
 				ready[v] = (rng & 7) ? 0
 						     : now_ns() + (rng >> 11) % (16 * a->think_ns + 1);

@@ -53,6 +53,8 @@ struct rtioreq_sim_attr {
 	uint64_t think_ns;	   /* guest work between a vCPU's requests: after 1 in 8
 				    * completions, a pseudo-random pause of 0..16*think_ns
 				    * (mean think_ns over all requests); 0: none */
+	bool think_all;		   /* instead: pause after every completion, uniformly
+				    * 0..2*think_ns (every request follows a pause) */
 	struct rtioreq_sim_workload wl;
 };
 
