@@ -1,8 +1,18 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Install what rtioreq needs on Debian 12 (only the packages that are missing).
+#   scripts/deps.sh          build and test: compiler, cmake, liburcu, libcyaml,
+#                            libcpuset, cmocka
+#   scripts/deps.sh --bench  also what bench/run.sh uses: cyclictest (rt-tests),
+#                            gnuplot, jq
 set -eu
 pkgs="build-essential cmake pkg-config liburcu-dev libcmocka-dev libcyaml-dev libyaml-dev libcpuset-dev"
+for a in "$@"; do
+	case $a in
+	--bench) pkgs="$pkgs rt-tests gnuplot-nox jq" ;;
+	*) echo "deps.sh: unknown argument '$a' (--bench)" >&2; exit 2 ;;
+	esac
+done
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
