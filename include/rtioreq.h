@@ -7,6 +7,7 @@
 #include "rtioreq/engine.h"
 #include "rtioreq/exdev.h"
 #include "rtioreq/hist.h"
+#include "rtioreq/pcdev.h"
 #include "rtioreq/profile.h"
 #include "rtioreq/rt.h"
 #include "rtioreq/shm.h"
