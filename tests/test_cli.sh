@@ -55,7 +55,7 @@ bad() { # expected-stderr-substring args...
 		echo "ok: rtioreq $*: $(cat "$tmp/err")"
 	fi
 }
-bad "unknown command 'frob'" frob
+bad "unknown command 'frob' (run, serve, hv, check, kvm" frob
 bad "expected one PROFILE" check
 bad "-m, -v, -P, -c, -d and -p are set by the profile" run -v 2 "$src/rt-configs/dev-2cpu.yaml"
 bad "bad-priority.yaml:" check "$src/tests/profiles/bad-priority.yaml"

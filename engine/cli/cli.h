@@ -61,6 +61,7 @@ int cli_run_profile(const struct cli_profile_opts *o);
 
 int cli_run(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_kvm(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_hv(int argc, char **argv);
 

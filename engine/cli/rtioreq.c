@@ -250,6 +250,7 @@ static void usage(FILE *f)
 		"  serve   the engine side of a region created by another process (hv)\n"
 		"  hv      the simulated hypervisor side: creates a region, drives vCPUs\n"
 		"  check   validate a real-time profile (rt-configs/) and print its plan\n"
+		"  kvm     boot a Linux guest under /dev/kvm through the engine (docs/kvm.md)\n"
 		"\n"
 		"'rtioreq COMMAND --help' lists a command's options.\n");
 }
@@ -273,6 +274,8 @@ int main(int argc, char **argv)
 		return cli_hv(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "check"))
 		return cli_check(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "kvm"))
+		return cli_kvm(argc - 1, argv + 1);
 	cli_cmd = "";
-	cli_die("unknown command '%s' (run, serve, hv, check; see rtioreq --help)", argv[1]);
+	cli_die("unknown command '%s' (run, serve, hv, check, kvm; see rtioreq --help)", argv[1]);
 }
