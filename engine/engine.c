@@ -158,7 +158,8 @@ struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *a
 	int r;
 
 	if (attr && (rtioreq__thread_attr_check(&attr->dispatcher) ||
-		     rtioreq__thread_attr_check(&attr->clients))) {
+		     rtioreq__thread_attr_check(&attr->clients) ||
+		     rtioreq__thread_attr_check(&attr->rcu))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -170,11 +171,19 @@ struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *a
 	} else {
 		eng->attr.dispatcher.cpu = -1;
 		eng->attr.clients.cpu = -1;
+		eng->attr.rcu.cpu = -1;
+	}
+	r = rtioreq__rcu_worker_get(eng->attr.rcu.cpu);
+	if (r) {
+		free(eng);
+		errno = -r;
+		return NULL;
 	}
 	pthread_mutex_init(&eng->lock, NULL);
 	r = rtioreq__thread_start(&eng->dispatcher, &eng->attr.dispatcher, "rtioreq-disp",
 				  dispatcher_main, eng);
 	if (r) {
+		rtioreq__rcu_worker_put(eng->attr.rcu.cpu);
 		pthread_mutex_destroy(&eng->lock);
 		free(eng);
 		errno = -r;
@@ -195,6 +204,7 @@ void rtioreq_engine_destroy(struct rtioreq_engine *eng)
 	rtioreq__kick(eng);
 	pthread_join(eng->dispatcher, NULL);
 	rtioreq__rcu_barrier();
+	rtioreq__rcu_worker_put(eng->attr.rcu.cpu);
 	free(atomic_load_explicit(&eng->vmset, memory_order_relaxed)); /* no reader left */
 	pthread_mutex_destroy(&eng->lock);
 	free(eng);

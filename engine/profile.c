@@ -1278,6 +1278,8 @@ int rtioreq_profile_plan_build(const struct rtioreq_profile *p, struct rtioreq_p
 		    core_with(p, RTIOREQ_PROFILE_ROLE_CLIENTS), "rtio-client");
 	out->engine.clients = out->threads[n - 1].attr;
 	out->engine.clients.name = NULL; /* one thread per client: the engine names them */
+	/* the call_rcu worker goes with the dispatcher (the fallback core, never a poller's) */
+	out->engine.rcu = (struct rtioreq_thread_attr){ .cpu = out->engine.dispatcher.cpu };
 	out->n_threads = n;
 	return 0;
 }

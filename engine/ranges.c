@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,68 @@ char rtioreq__rcu_tsan_token;
  * queue callbacks: call_rcu wants a registered, online QSBR thread.
  */
 static __thread bool rcu_tls_registered;
+
+/*
+ * The pinned call_rcu worker (NULL: liburcu's default, unpinned). Set and cleared
+ * under rcu_worker_lock while engines are created/destroyed; read by rtioreq__rcu_call
+ * (acquire, pairs with the release store below) from control threads of live engines,
+ * so never while it is freed (only when no engine is left).
+ */
+static _Atomic(struct call_rcu_data *) rcu_worker;
+static pthread_mutex_t rcu_worker_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned int rcu_worker_users;
+
+int rtioreq__rcu_worker_get(int cpu)
+{
+	int r = 0;
+
+	if (cpu < 0)
+		return 0;
+	pthread_mutex_lock(&rcu_worker_lock);
+	if (!rcu_worker_users) {
+		struct call_rcu_data *w = urcu_qsbr_create_call_rcu_data(0, cpu);
+
+		if (!w) {
+			r = -ENOMEM;
+		} else {
+			cpu_set_t set;
+
+			/*
+			 * liburcu applies cpu_affinity only every 256th grace period; pin it
+			 * now (a SCHED_OTHER thread: placing it after start is safe)
+			 */
+			CPU_ZERO(&set);
+			CPU_SET(cpu, &set);
+			r = -pthread_setaffinity_np(urcu_qsbr_get_call_rcu_thread(w), sizeof(set),
+						    &set);
+			pthread_setname_np(urcu_qsbr_get_call_rcu_thread(w), "rtioreq-rcu");
+			if (r)
+				urcu_qsbr_call_rcu_data_free(w);
+			else
+				atomic_store_explicit(&rcu_worker, w, memory_order_release);
+		}
+	}
+	if (!r)
+		rcu_worker_users++;
+	pthread_mutex_unlock(&rcu_worker_lock);
+	return r;
+}
+
+void rtioreq__rcu_worker_put(int cpu)
+{
+	if (cpu < 0)
+		return;
+	pthread_mutex_lock(&rcu_worker_lock);
+	if (!--rcu_worker_users) {
+		struct call_rcu_data *w =
+			atomic_load_explicit(&rcu_worker, memory_order_relaxed); /* under lock */
+
+		atomic_store_explicit(&rcu_worker, NULL, memory_order_relaxed); /* under lock */
+		urcu_qsbr_barrier(); /* its queue is empty: nothing moves to the default */
+		urcu_qsbr_call_rcu_data_free(w);
+	}
+	pthread_mutex_unlock(&rcu_worker_lock);
+}
 
 static void rcu_trampoline(struct rcu_head *head)
 {
@@ -42,7 +105,18 @@ void rtioreq__rcu_call(struct rtioreq__rcu_head *h, void (*fn)(struct rtioreq__r
 	}
 	/* TSan: liburcu's queue hands h over to its callback thread; say so */
 	RTIOREQ__GP_RELEASE();
-	urcu_qsbr_call_rcu(&h->head, rcu_trampoline);
+	{
+		/* acquire: pairs with the release store in rtioreq__rcu_worker_get() */
+		struct call_rcu_data *w =
+			atomic_load_explicit(&rcu_worker, memory_order_acquire);
+		struct call_rcu_data *prev = urcu_qsbr_get_thread_call_rcu_data();
+
+		if (w)
+			urcu_qsbr_set_thread_call_rcu_data(w);
+		urcu_qsbr_call_rcu(&h->head, rcu_trampoline);
+		if (w)
+			urcu_qsbr_set_thread_call_rcu_data(prev);
+	}
 	if (!was) {
 		urcu_qsbr_unregister_thread();
 		rcu_tls_registered = false;

@@ -90,6 +90,13 @@ struct rtioreq__rcu_head {
 
 void rtioreq__rcu_call(struct rtioreq__rcu_head *h, void (*fn)(struct rtioreq__rcu_head *h));
 
+/*
+ * The process's pinned call_rcu worker: get (engine create; @cpu < 0: none, liburcu's
+ * default worker) / put (engine destroy, after a barrier). Return 0 or -errno.
+ */
+int rtioreq__rcu_worker_get(int cpu);
+void rtioreq__rcu_worker_put(int cpu);
+
 /* Wait until every callback queued by rtioreq__rcu_call() so far has run. */
 void rtioreq__rcu_barrier(void);
 

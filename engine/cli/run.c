@@ -257,6 +257,7 @@ int cli_run(int argc, char **argv)
 		die_errno("shared region", -r);
 	ea.dispatcher = thread_attr(&o, o.dispatcher_cpu, "rtioreq-disp");
 	ea.clients = thread_attr(&o, o.dispatcher_cpu, NULL);
+	ea.rcu = (struct rtioreq_thread_attr){ .cpu = o.producer_cpu }; /* not a poller's */
 	eng = rtioreq_engine_create(&ea);
 	if (!eng)
 		die_errno("engine", errno);

@@ -144,6 +144,16 @@ int cli_serve(int argc, char **argv)
 						      .policy = prio ? SCHED_FIFO : SCHED_OTHER,
 						      .priority = (int)prio };
 	ea.clients = ea.dispatcher;
+	/* the call_rcu worker: on the dispatcher's CPU, or the first non-poller CPU */
+	ea.rcu = (struct rtioreq_thread_attr){ .cpu = dcpu };
+	for (int cpu = 0; ea.rcu.cpu < 0 && cpu < ncpu; cpu++) {
+		bool poller_cpu = false;
+
+		for (unsigned int i = 0; polling && i < npcpus; i++)
+			poller_cpu |= pcpus[i] == cpu;
+		if (!poller_cpu)
+			ea.rcu.cpu = cpu;
+	}
 	eng = rtioreq_engine_create(&ea);
 	if (!eng)
 		cli_die("engine: %s", strerror(errno));

@@ -62,7 +62,10 @@ struct rtioreq_req {
 typedef int (*rtioreq_handler_fn)(struct rtioreq_client *client, struct rtioreq_req *req,
 				  void *priv);
 
-/* Placement and scheduling of an engine thread. Zero-initialised = unpinned SCHED_OTHER. */
+/*
+ * Placement and scheduling of an engine thread. Zero-initialised = CPU 0, SCHED_OTHER;
+ * RTIOREQ_THREAD_ATTR_DEFAULT = unpinned SCHED_OTHER.
+ */
 struct rtioreq_thread_attr {
 	int cpu;      /* CPU to pin to (set before the thread starts), or -1 */
 	int policy;   /* SCHED_OTHER, SCHED_FIFO or SCHED_RR */
@@ -77,6 +80,13 @@ struct rtioreq_thread_attr {
 struct rtioreq_engine_attr {
 	struct rtioreq_thread_attr dispatcher; /* the fallback path's dispatcher thread */
 	struct rtioreq_thread_attr clients;    /* default for client handler threads */
+	/*
+	 * liburcu's call_rcu worker, which frees replaced range tables and slot sets after
+	 * grace periods: only .cpu is used. Put it on a housekeeping CPU, never a poller's
+	 * (unpinned, it wakes on any CPU and preempts a SCHED_OTHER poller). One worker per
+	 * process: the first engine created with .cpu >= 0 places it, later ones share it.
+	 */
+	struct rtioreq_thread_attr rcu;
 };
 
 /*
