@@ -598,25 +598,34 @@ int rtioreq_vm_detach(struct rtioreq_vm *vm)
 static int client_take(struct rtioreq_client *c, struct rtioreq_req *req)
 {
 	for (;;) {
-		/* W1: pairs with A1, makes slot.req of the assigned vCPU visible */
-		uint32_t p = atomic_load_explicit(&c->pending, memory_order_acquire);
-		uint32_t bits = p & RTIOREQ__VCPU_MASK, b;
+		uint32_t p, bits, b;
 
+		/* TK: in transit from here to W2 (relaxed: ordered by the W1 CAS below, which
+		 * client_force's F1 on pending synchronizes with) */
+		atomic_fetch_add_explicit(&c->taking, 1, memory_order_relaxed);
+		/* W1: pairs with A1, makes slot.req of the assigned vCPU visible */
+		p = atomic_load_explicit(&c->pending, memory_order_acquire);
+		bits = p & RTIOREQ__VCPU_MASK;
 		if (!bits) {
+			atomic_fetch_sub_explicit(&c->taking, 1, memory_order_release); /* TK */
 			if (p & RTIOREQ__DYING)
 				return -ENODEV;
 			rtioreq__futex_wait(&c->pending, p, NULL, false);
 			continue;
 		}
 		b = bits & -bits;
+		/* W1 CAS: acq_rel, so a force whose F1 on pending follows it sees taking */
 		if (!atomic_compare_exchange_weak_explicit(&c->pending, &p, p & ~b,
-							   memory_order_acquire,
-							   memory_order_relaxed)) /* W1 */
+							   memory_order_acq_rel,
+							   memory_order_relaxed)) {
+			atomic_fetch_sub_explicit(&c->taking, 1, memory_order_release); /* TK */
 			continue;
+		}
 		/* copy before W2: once inflight, a forcing call may complete and the slot
 		 * be reused */
 		*req = c->vm->slot[__builtin_ctz(b)].req;
 		atomic_fetch_or_explicit(&c->inflight, b, memory_order_release); /* W2 */
+		atomic_fetch_sub_explicit(&c->taking, 1, memory_order_release); /* TK, after W2 */
 		/* relaxed: a hint; other waiters also wake on the next assignment */
 		if ((bits & ~b) && atomic_load_explicit(&c->users, memory_order_relaxed) > 1)
 			rtioreq__futex_wake(&c->pending, 1, false);
@@ -657,6 +666,10 @@ static unsigned int client_force(struct rtioreq_client *c)
 	/* F1 on pending (pairs with A1) and on inflight (pairs with W2) */
 	bits = atomic_fetch_and_explicit(&c->pending, ~RTIOREQ__VCPU_MASK, memory_order_acq_rel) &
 	       RTIOREQ__VCPU_MASK;
+	/* TK: a waiter that took a bit before our F1 publishes it to inflight within a
+	 * few instructions; wait for it (acquire: pairs with its release decrement) */
+	while (atomic_load_explicit(&c->taking, memory_order_acquire))
+		sched_yield();
 	bits |= atomic_fetch_and_explicit(&c->inflight, 0, memory_order_acq_rel);
 	while (bits) {
 		struct rtioreq__slot *sl = &c->vm->slot[__builtin_ctz(bits)];

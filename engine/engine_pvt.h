@@ -20,6 +20,9 @@
  *  W1  wait:   CAS client.pending, acquire, takes the bit          <- A1
  *  W2  wait:   client.inflight |= bit, release                     -> F1
  *  F1  complete/force: inflight &= ~bit (or pending), acq_rel      <- W2 / A1
+ *  TK  wait: taking += 1 before W1, -= 1 (release) after W2; force: after its F1 on
+ *      pending, waits for taking == 0 (acquire) before its F1 on inflight, so a request
+ *      in transit from pending to inflight is never missed by a clear's force pass
  *  M1  update: store vm.map, release / M2 reader: load, acquire
  *  S1  update: store poller.set, release / S2 poller: load, acquire
  *  V1  update: store eng.vmset, release / V2 dispatcher: load, acquire
@@ -108,6 +111,7 @@ struct rtioreq_client {
 	_Atomic uint32_t pending;  /* vCPU bits assigned, not yet taken; RTIOREQ__DYING */
 	_Atomic uint32_t inflight; /* vCPU bits taken by wait, not yet completed */
 	_Atomic uint32_t users;	   /* threads inside rtioreq_client_wait() */
+	_Atomic uint32_t taking;   /* TK: waiters between W1 and W2 (a bit in neither set) */
 	/* read-mostly */
 	struct rtioreq_vm *vm __attribute__((aligned(RTIOREQ__CACHELINE)));
 	rtioreq_handler_fn handler;
