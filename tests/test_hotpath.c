@@ -8,23 +8,12 @@
  *    made by the watched thread (not in sanitizer builds, which own malloc).
  * Positive controls first prove that each counter sees what it should.
  */
-#include <fcntl.h>
-#include <malloc.h>
-#include <linux/perf_event.h>
 #include <pthread.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "harness.h"
+#include "hygiene.h"
 #include "rcu_pvt.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COUNT_ALLOCS 0
-#else
-#define COUNT_ALLOCS 1
-#endif
 /* TSan's runtime makes syscalls of its own on instrumented threads (seen: ~30 per
  * million requests); the claim is about the engine's code, checked in the other builds */
 #if defined(__SANITIZE_THREAD__)
@@ -33,199 +22,39 @@
 #define COUNT_SYSCALLS 1
 #endif
 
-/* ---------------------------------------------------------------------------------- */
-/* Allocation counting */
-
-static _Atomic pid_t watched_tid;
-static _Atomic uint64_t watched_allocs;
-
-#if COUNT_ALLOCS
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-
-static __thread pid_t my_tid;
-
-static void note_alloc(void)
+static void counters_open(struct hyg_counters *c, pid_t tid)
 {
-	pid_t w = atomic_load_explicit(&watched_tid, memory_order_relaxed);
+	char why[160];
 
-	if (!w)
-		return;
-	if (!my_tid)
-		my_tid = (pid_t)syscall(SYS_gettid);
-	if (my_tid == w)
-		atomic_fetch_add_explicit(&watched_allocs, 1, memory_order_relaxed);
-}
-
-void *malloc(size_t n)
-{
-	note_alloc();
-	return __libc_malloc(n);
-}
-
-void *calloc(size_t a, size_t b)
-{
-	note_alloc();
-	return __libc_calloc(a, b);
-}
-
-void *realloc(void *p, size_t n)
-{
-	note_alloc();
-	return __libc_realloc(p, n);
-}
-
-void *aligned_alloc(size_t al, size_t n)
-{
-	note_alloc();
-	return __libc_memalign(al, n);
-}
-
-void *memalign(size_t al, size_t n)
-{
-	note_alloc();
-	return __libc_memalign(al, n);
-}
-
-int posix_memalign(void **out, size_t al, size_t n)
-{
-	note_alloc();
-	*out = __libc_memalign(al, n);
-	return *out ? 0 : ENOMEM;
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-#endif
-
-/* ---------------------------------------------------------------------------------- */
-/* Per-thread perf counters */
-
-struct counters {
-	int fd[3]; /* syscalls, page faults, context switches */
-};
-
-static long tracepoint_id(const char *event)
-{
-	char path[256];
-	long id = -1;
-	FILE *f;
-
-	if (access("/sys/kernel/tracing/events", F_OK))
-		mount("nodev", "/sys/kernel/tracing", "tracefs", 0, NULL);
-	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/%s/id", event);
-	f = fopen(path, "r");
-	if (!f) {
-		snprintf(path, sizeof(path), "/sys/kernel/debug/tracing/events/%s/id", event);
-		f = fopen(path, "r");
-	}
-	if (f) {
-		if (fscanf(f, "%ld", &id) != 1)
-			id = -1;
-		fclose(f);
-	}
-	return id;
-}
-
-static int perf_open(uint32_t type, uint64_t config, pid_t tid)
-{
-	struct perf_event_attr a;
-
-	memset(&a, 0, sizeof(a));
-	a.size = sizeof(a);
-	a.type = type;
-	a.config = config;
-	a.disabled = 1;
-	a.sample_period = 0;
-	return (int)syscall(SYS_perf_event_open, &a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
-}
-
-static void counters_open(struct counters *c, pid_t tid)
-{
-	long id = tracepoint_id("raw_syscalls/sys_enter");
-
-	if (id < 0)
-		fail_msg("cannot read the raw_syscalls:sys_enter tracepoint id (tracefs): %s",
-			 strerror(errno));
-	c->fd[0] = perf_open(PERF_TYPE_TRACEPOINT, (uint64_t)id, tid);
-	c->fd[1] = perf_open(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS, tid);
-	c->fd[2] = perf_open(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CONTEXT_SWITCHES, tid);
-	for (int i = 0; i < 3; i++)
-		if (c->fd[i] < 0)
-			fail_msg("perf_event_open on thread %d failed: %s", tid, strerror(errno));
-}
-
-static void counters_ctl(struct counters *c, unsigned long op)
-{
-	for (int i = 0; i < 3; i++)
-		assert_int_equal(ioctl(c->fd[i], op, 0), 0);
-}
-
-static void counters_read(struct counters *c, uint64_t out[3])
-{
-	for (int i = 0; i < 3; i++) {
-		assert_int_equal(read(c->fd[i], &out[i], sizeof(out[i])), sizeof(out[i]));
-		close(c->fd[i]);
-	}
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* Positive controls */
-
-struct control {
-	_Atomic pid_t tid;
-	_Atomic int go, done;
-};
-
-static void *control_main(void *arg)
-{
-	struct control *c = arg;
-
-	atomic_store(&c->tid, (pid_t)syscall(SYS_gettid));
-	while (!atomic_load(&c->go))
-		;
-	for (int i = 0; i < 1000; i++)
-		syscall(SYS_getppid);
-	for (int i = 0; i < 100; i++) {
-		char *volatile p = malloc(64 + (size_t)i);
-
-		p[0] = 1;
-		free(p);
-	}
-	atomic_store(&c->done, 1);
-	return NULL;
+	if (hyg_open(c, tid, why, sizeof(why)))
+		fail_msg("%s", why);
 }
 
 static void test_counters_see_what_they_should(void **state)
 {
-	struct control c = { 0 };
-	struct counters k;
-	uint64_t v[3];
+	struct hyg_control c = { 0 };
+	struct hyg_counters k;
+	uint64_t v[HYG_NCTR];
 	pthread_t t;
 
-	assert_int_equal(pthread_create(&t, NULL, control_main, &c), 0);
+	assert_int_equal(pthread_create(&t, NULL, hyg_control_main, &c), 0);
 	while (!atomic_load(&c.tid))
 		sched_yield();
 	counters_open(&k, atomic_load(&c.tid));
-	counters_ctl(&k, PERF_EVENT_IOC_ENABLE);
-	atomic_store(&watched_allocs, 0);
-	atomic_store(&watched_tid, atomic_load(&c.tid));
+	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_ENABLE), 0);
+	atomic_store(&hyg_watched_allocs, 0);
+	atomic_store(&hyg_watched_tid, atomic_load(&c.tid));
 	atomic_store(&c.go, 1);
 	pthread_join(t, NULL);
-	atomic_store(&watched_tid, 0);
-	counters_ctl(&k, PERF_EVENT_IOC_DISABLE);
-	counters_read(&k, v);
+	atomic_store(&hyg_watched_tid, 0);
+	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_DISABLE), 0);
+	assert_int_equal(hyg_read(&k, v), 0);
 	print_message("control thread: %lu syscalls, %lu faults, %lu allocations\n",
-		      (unsigned long)v[0], (unsigned long)v[1],
-		      (unsigned long)atomic_load(&watched_allocs));
-	assert_true(v[0] >= 1000);
-	if (COUNT_ALLOCS)
-		assert_true(atomic_load(&watched_allocs) >= 100);
+		      (unsigned long)v[HYG_SYSCALLS], (unsigned long)v[HYG_FAULTS],
+		      (unsigned long)atomic_load(&hyg_watched_allocs));
+	assert_true(v[HYG_SYSCALLS] >= 1000);
+	if (HYG_COUNT_ALLOCS)
+		assert_true(atomic_load(&hyg_watched_allocs) >= 100);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -253,8 +82,8 @@ static void test_polling_steady_state_is_clean(void **state)
 	struct rtioreq_exdev *dev = calloc(1, sizeof(*dev));
 	struct rtioreq_poller_stats s0, s1;
 	struct rtioreq_poller *p;
-	struct counters k;
-	uint64_t v[3], served, allocs;
+	struct hyg_counters k;
+	uint64_t v[HYG_NCTR], served, allocs;
 	struct h_vm h;
 	pid_t tid;
 
@@ -277,27 +106,28 @@ static void test_polling_steady_state_is_clean(void **state)
 
 	counters_open(&k, tid);
 	rtioreq_poller_stats(p, &s0);
-	atomic_store(&watched_allocs, 0);
-	atomic_store(&watched_tid, tid);
-	counters_ctl(&k, PERF_EVENT_IOC_ENABLE);
+	atomic_store(&hyg_watched_allocs, 0);
+	atomic_store(&hyg_watched_tid, tid);
+	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_ENABLE), 0);
 	run_sim(&h, o, 1000000, ncpu > 1 ? 0 : -1);
-	counters_ctl(&k, PERF_EVENT_IOC_DISABLE);
-	atomic_store(&watched_tid, 0);
+	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_DISABLE), 0);
+	atomic_store(&hyg_watched_tid, 0);
 	rtioreq_poller_stats(p, &s1);
-	counters_read(&k, v);
+	assert_int_equal(hyg_read(&k, v), 0);
 	served = s1.served - s0.served;
-	allocs = atomic_load(&watched_allocs);
+	allocs = atomic_load(&hyg_watched_allocs);
 	print_message("poller thread %d over %lu requests (%lu loops): %lu syscalls%s, "
 		      "%lu page faults, %lu context switches, %s%lu heap allocations\n",
 		      tid, (unsigned long)served, (unsigned long)(s1.loops - s0.loops),
-		      (unsigned long)v[0], COUNT_SYSCALLS ? "" : " (TSan runtime's, not asserted)",
-		      (unsigned long)v[1], (unsigned long)v[2],
-		      COUNT_ALLOCS ? "" : "(not counted under sanitizers) ",
+		      (unsigned long)v[HYG_SYSCALLS],
+		      COUNT_SYSCALLS ? "" : " (TSan runtime's, not asserted)",
+		      (unsigned long)v[HYG_FAULTS], (unsigned long)v[HYG_CTXSW],
+		      HYG_COUNT_ALLOCS ? "" : "(not counted under sanitizers) ",
 		      (unsigned long)allocs);
 	assert_int_equal(served, 1000000);
 	if (COUNT_SYSCALLS)
-		assert_int_equal(v[0], 0); /* syscalls */
-	assert_int_equal(v[1], 0); /* page faults */
+		assert_int_equal(v[HYG_SYSCALLS], 0);
+	assert_int_equal(v[HYG_FAULTS], 0);
 	assert_int_equal(allocs, 0);
 	h_vm_stop(&h);
 	free(o);
