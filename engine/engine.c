@@ -31,9 +31,7 @@ void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu)
 		return;
 	}
 	w = rtioreq_wire_atomic(&vm->chan->done_seq[vcpu].word);
-	/* N1: after C2; pairs with the hypervisor's acquire load before it sleeps */
-	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	rtioreq__futex_wake(w, INT_MAX, true);
+	rtioreq__chan_ring(w); /* N1: after C2; pairs with the hv's acquire load */
 }
 
 void rtioreq__kick(struct rtioreq_engine *eng)
@@ -221,6 +219,19 @@ static bool chan_valid(const struct rtioreq_chan *c, uint16_t vcpu_num)
 	return magic == RTIOREQ_CHAN_MAGIC && version == RTIOREQ_CHAN_VERSION && n >= vcpu_num;
 }
 
+/* Clear the VM's polled_mask and need_wakeup bits: every slot needs the upcall. */
+static void vm_chan_unpoll(struct rtioreq_vm *vm)
+{
+	uint32_t mine = (uint32_t)((1u << vm->vcpu_num) - 1);
+
+	/* seq_cst: the Dekker pair with the hv's fence, as in slot_give() */
+	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->polled_mask.word), ~mine,
+				  memory_order_seq_cst);
+	/* relaxed: a stale bit only costs the hv one extra upcall */
+	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word), ~mine,
+				  memory_order_relaxed);
+}
+
 struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 				     const struct rtioreq_vm_attr *attr)
 {
@@ -266,11 +277,8 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	for (uint16_t v = 0; v < RTIOREQ_IO_REQUEST_MAX; v++)
 		vm->slot[v].vcpu = v;
 	/* no poller owns a slot yet: a channel left over from an earlier engine must not
-	 * tell the hypervisor to skip the upcall (seq_cst: as in vm_place()) */
-	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->polled_mask.word),
-				  ~(uint32_t)((1u << attr->vcpu_num) - 1), memory_order_seq_cst);
-	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word),
-				  ~(uint32_t)((1u << attr->vcpu_num) - 1), memory_order_relaxed);
+	 * tell the hypervisor to skip the upcall */
+	vm_chan_unpoll(vm);
 	atomic_init(&vm->map, m);
 	/* all slots start on the fallback path (published to the dispatcher by V1), or on
 	 * none while paused */
@@ -309,9 +317,7 @@ void rtioreq_vm_upcall(struct rtioreq_vm *vm)
 {
 	_Atomic uint32_t *w = rtioreq_wire_atomic(&vm->chan->upcall_seq.word);
 
-	/* U1: pairs with D1 in dispatcher_main() */
-	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	rtioreq__futex_wake(w, INT_MAX, true); /* the dispatcher and sleeping pollers */
+	rtioreq__chan_ring(w); /* U1: pairs with D1 in dispatcher_main() */
 }
 
 struct rtioreq_chan *rtioreq_vm_chan(struct rtioreq_vm *vm)
@@ -357,15 +363,45 @@ static void vm_publish_map(struct rtioreq_vm *vm, struct rtioreq__map *m)
 }
 
 /*
+ * Hand slot @v, which no taker owns now, to @p (NULL: the dispatcher). @was_polled: a
+ * poller had it before (the hypervisor side is told it no longer is, if it ends on the
+ * dispatcher). Under eng->lock and vm->lock. Return 0, or the poller's error, in which
+ * case the slot went to the dispatcher.
+ */
+static int slot_give(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p,
+		     bool was_polled)
+{
+	_Atomic uint32_t *polled = rtioreq_wire_atomic(&vm->chan->polled_mask.word);
+	uint32_t bit = 1u << v;
+	int r = 0;
+
+	if (p) {
+		/* seq_cst: Dekker pair with the hv's fence between H1 and its polled_mask load */
+		atomic_fetch_or_explicit(polled, bit, memory_order_seq_cst);
+		r = rtioreq__poller_add(p, vm, v);
+		if (!r && vm->ops && vm->ops->slot_polled)
+			vm->ops->slot_polled(vm->hv, v, true);
+	}
+	if (!p || r) { /* to the dispatcher; also when the poller could not take it */
+		atomic_fetch_and_explicit(polled, ~bit, memory_order_seq_cst); /* as above */
+		if (was_polled && vm->ops && vm->ops->slot_polled)
+			vm->ops->slot_polled(vm->hv, v, false);
+		atomic_fetch_or_explicit(&vm->fallback_mask, bit, memory_order_release); /* O1 */
+		rtioreq__kick(vm->eng); /* a request left PENDING without an upcall */
+		p = NULL;
+	}
+	vm->poller_of[v] = p;
+	return r;
+}
+
+/*
  * Move slot @v to @p (NULL: the dispatcher). Under eng->lock and vm->lock. The old
  * taker stops before the grace period ends; the new one starts after it.
  */
 static int vm_place(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
 {
 	struct rtioreq_poller *old = vm->poller_of[v];
-	_Atomic uint32_t *polled = rtioreq_wire_atomic(&vm->chan->polled_mask.word);
 	uint32_t bit = 1u << v;
-	int r = 0;
 
 	if (old == p)
 		return 0;
@@ -381,28 +417,11 @@ static int vm_place(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
 	if (old) /* the old poller no longer sleeps on this slot's behalf */
 		atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word), ~bit,
 					  memory_order_relaxed); /* relaxed: only costs an upcall */
-	if (p) {
-		/* seq_cst: Dekker pair with the hv's fence between H1 and its polled_mask load */
-		atomic_fetch_or_explicit(polled, bit, memory_order_seq_cst);
-		r = rtioreq__poller_add(p, vm, v);
-		if (!r && vm->ops && vm->ops->slot_polled)
-			vm->ops->slot_polled(vm->hv, v, true);
-	}
-	if (!p || r) { /* to the dispatcher; also when the poller could not take it */
-		atomic_fetch_and_explicit(polled, ~bit, memory_order_seq_cst); /* as above */
-		if (old && vm->ops && vm->ops->slot_polled)
-			vm->ops->slot_polled(vm->hv, v, false);
-		atomic_fetch_or_explicit(&vm->fallback_mask, bit, memory_order_release); /* O1 */
-		rtioreq__kick(vm->eng); /* a request left PENDING without an upcall */
-		p = NULL;
-	}
-	vm->poller_of[v] = p;
-	return r;
+	return slot_give(vm, v, p, old != NULL);
 }
 
 int rtioreq_vm_start(struct rtioreq_vm *vm)
 {
-	_Atomic uint32_t *polled = rtioreq_wire_atomic(&vm->chan->polled_mask.word);
 	int r = 0;
 
 	pthread_mutex_lock(&vm->eng->lock);
@@ -410,28 +429,12 @@ int rtioreq_vm_start(struct rtioreq_vm *vm)
 	if (vm->detaching) {
 		r = -ENODEV;
 	} else if (vm->paused) {
-		/* no taker had any slot: each goes straight to its first owner, no GP needed */
+		/* no taker had any slot: each goes straight to its planned owner, no GP
+		 * needed; a poller that cannot take it leaves it on the dispatcher, which is
+		 * kicked for requests PENDING since attach */
 		vm->paused = false;
-		for (uint16_t v = 0; v < vm->vcpu_num; v++) {
-			struct rtioreq_poller *p = vm->poller_of[v];
-			uint32_t bit = 1u << v;
-
-			vm->poller_of[v] = NULL;
-			if (p) {
-				/* seq_cst: Dekker pair with the hv's fence (see vm_place) */
-				atomic_fetch_or_explicit(polled, bit, memory_order_seq_cst);
-				if (!rtioreq__poller_add(p, vm, v)) {
-					vm->poller_of[v] = p;
-					if (vm->ops && vm->ops->slot_polled)
-						vm->ops->slot_polled(vm->hv, v, true);
-					continue;
-				}
-				atomic_fetch_and_explicit(polled, ~bit, memory_order_seq_cst);
-			}
-			/* O1: pairs with O2 in dispatch_scan() */
-			atomic_fetch_or_explicit(&vm->fallback_mask, bit, memory_order_release);
-		}
-		rtioreq__kick(vm->eng); /* requests PENDING since attach */
+		for (uint16_t v = 0; v < vm->vcpu_num; v++)
+			slot_give(vm, v, vm->poller_of[v], false);
 	}
 	pthread_mutex_unlock(&vm->lock);
 	pthread_mutex_unlock(&vm->eng->lock);
@@ -530,11 +533,7 @@ int rtioreq_vm_detach(struct rtioreq_vm *vm)
 			vm->poller_of[v] = NULL;
 		}
 	atomic_store_explicit(&vm->fallback_mask, 0, memory_order_release); /* O1 */
-	/* nobody polls any more: the hypervisor rings for every slot (seq_cst: vm_place()) */
-	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->polled_mask.word),
-				  ~(uint32_t)((1u << vm->vcpu_num) - 1), memory_order_seq_cst);
-	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word),
-				  ~(uint32_t)((1u << vm->vcpu_num) - 1), memory_order_relaxed);
+	vm_chan_unpoll(vm); /* nobody polls any more: the hypervisor rings for every slot */
 	pthread_mutex_unlock(&vm->lock);
 	for (uint32_t i = 0; i < eng->nvms; i++)
 		if (eng->vms[i] == vm) {

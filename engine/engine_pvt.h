@@ -335,16 +335,16 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 	/* snapshot first (sl->req is free: busy is 0), so that a hypervisor seeing
 	 * PROCESSING knows the engine no longer reads the slot's fields */
 	sl->valid = rtioreq__snapshot(wire, &sl->req);
+	/* relaxed: only this taker may take the slot (ownership moves across grace periods);
+	 * published by T2 (PROCESSING implies busy) and to later owners by A1 / C1 */
+	atomic_store_explicit(&sl->busy, 1, memory_order_relaxed);
 	/*
 	 * T2: PENDING -> PROCESSING as a CAS, release (pairs with the hv's H2 load). A plain
 	 * store could overwrite a COMPLETE stored by the previous owner between our stale
 	 * PENDING load (T1) and now, if the hv re-stored PENDING on a slot it did not own:
 	 * the hv would then never see its request complete. On failure the snapshot is
-	 * dropped.
+	 * dropped and the slot left alone.
 	 */
-	/* relaxed: only this taker may take the slot (ownership moves across grace periods);
-	 * published by T2 (PROCESSING implies busy) and to later owners by A1 / C1 */
-	atomic_store_explicit(&sl->busy, 1, memory_order_relaxed);
 	if (!atomic_compare_exchange_strong_explicit(rtioreq_wire_atomic(&wire->processed),
 						     &expect, RTIOREQ_STATE_PROCESSING,
 						     memory_order_acq_rel, memory_order_relaxed)) {

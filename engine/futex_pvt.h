@@ -40,6 +40,17 @@ static inline void rtioreq__futex_wake(_Atomic uint32_t *w, int n, bool shared)
 }
 
 /*
+ * Ring a channel sequence word: +1 with release, after the stores it announces, then
+ * wake every waiter of the shared word. For upcall_seq (U1: the dispatcher and any
+ * poller asleep in hybrid idle wait on it) and done_seq[v] (N1).
+ */
+static inline void rtioreq__chan_ring(_Atomic uint32_t *seq)
+{
+	atomic_fetch_add_explicit(seq, 1, memory_order_release);
+	rtioreq__futex_wake(seq, INT_MAX, true);
+}
+
+/*
  * Sleep until one of @n words differs from its expected value or is woken.
  * @abs: CLOCK_MONOTONIC deadline or NULL. Return 0 (woken: index in *woken), or -errno
  * (-EAGAIN: a value already differed; -ETIMEDOUT).

@@ -165,10 +165,7 @@ void rtioreq_hv_upcall(struct rtioreq_shm_region *r)
 {
 	_Atomic uint32_t *w = rtioreq_wire_atomic(&r->chan.upcall_seq.word);
 
-	/* U1: after H1; pairs with the dispatcher's D1 */
-	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	/* all waiters: the dispatcher and any poller asleep in hybrid idle */
-	rtioreq__futex_wake(w, INT_MAX, true);
+	rtioreq__chan_ring(w); /* U1: after H1; pairs with the dispatcher's D1 */
 }
 
 int rtioreq_hv_submit(struct rtioreq_shm_region *r, uint16_t vcpu, const struct rtioreq_hv_req *q,
