@@ -33,6 +33,8 @@ bool cli_mode(const char *opt, const char *s);
 FILE *cli_json_open(const char *file);
 
 int cli_online_cpus(void);
+/* @cpu must be one this process may run on; returns it, or dies naming @opt. */
+int cli_check_cpu(const char *opt, int cpu);
 
 /* Print the summary / JSON of a simulated run and its VM's counters. */
 struct cli_report {

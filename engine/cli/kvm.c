@@ -98,18 +98,9 @@ static uint64_t parse_mem(const char *s)
 
 static int parse_cpu(const char *opt, const char *s, bool allow_none)
 {
-	int ncpu = cli_online_cpus();
-	cpu_set_t set;
-	int cpu;
-
 	if (allow_none && !strcmp(s, "-1"))
 		return -1;
-	cpu = (int)cli_u64(opt, s, 0, 4095);
-	if (sched_getaffinity(0, sizeof(set), &set))
-		cli_die("sched_getaffinity: %s", strerror(errno));
-	if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &set))
-		cli_die("%s: CPU %d is not available to this process (%d online)", opt, cpu, ncpu);
-	return cpu;
+	return cli_check_cpu(opt, (int)cli_u64(opt, s, 0, 4095));
 }
 
 static void parse(int argc, char **argv, struct kvm_opts *o)

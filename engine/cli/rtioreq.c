@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,18 @@ FILE *cli_json_open(const char *file)
 	if (!f)
 		cli_die("--json: cannot write %s: %s", file, strerror(errno));
 	return f;
+}
+
+int cli_check_cpu(const char *opt, int cpu)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		cli_die("sched_getaffinity: %s", strerror(errno));
+	if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &set))
+		cli_die("%s: CPU %d is not available to this process (%d online)", opt, cpu,
+			cli_online_cpus());
+	return cpu;
 }
 
 int cli_online_cpus(void)

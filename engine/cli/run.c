@@ -68,18 +68,6 @@ static void run_usage(FILE *f)
 		"2 bad input or setup error.\n");
 }
 
-static int check_cpu(const char *opt, int cpu)
-{
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set))
-		cli_die("sched_getaffinity: %s", strerror(errno));
-	if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &set))
-		cli_die("%s: CPU %d is not available to this process (%d online)", opt, cpu,
-			cli_online_cpus());
-	return cpu;
-}
-
 static void parse(int argc, char **argv, struct run_opts *o)
 {
 	static const struct option lo[] = {
@@ -183,11 +171,11 @@ static void parse(int argc, char **argv, struct run_opts *o)
 	if (o->polling && o->pollers > o->vcpus)
 		cli_die("--pollers: %u pollers for %u vCPUs would leave pollers idle", o->pollers,
 			o->vcpus);
-	check_cpu("--producer-cpu", o->producer_cpu);
+	cli_check_cpu("--producer-cpu", o->producer_cpu);
 	if (o->profile)
 		return;
 	if (o->dispatcher_cpu >= 0)
-		check_cpu("--dispatcher-cpu", o->dispatcher_cpu);
+		cli_check_cpu("--dispatcher-cpu", o->dispatcher_cpu);
 	if (!o->polling)
 		return;
 	if (have_pcpus) {
@@ -195,7 +183,7 @@ static void parse(int argc, char **argv, struct run_opts *o)
 			cli_die("--poller-cpus: %u CPUs for %u pollers (give one, or one each)",
 				o->npcpus, o->pollers);
 		for (unsigned int i = 0; i < o->npcpus; i++)
-			check_cpu("--poller-cpus", o->pcpus[i]);
+			cli_check_cpu("--poller-cpus", o->pcpus[i]);
 		return;
 	}
 	/* default: the last CPUs, skipping the producer's while others remain */

@@ -96,7 +96,10 @@ int cli_serve(int argc, char **argv)
 		case 'm': polling = cli_mode("--mode", optarg); break;
 		case 'P': npollers = (unsigned int)cli_u64("--pollers", optarg, 1, MAX_POLLERS); break;
 		case 'c': npcpus = cli_cpulist("--poller-cpus", optarg, pcpus, MAX_POLLERS); break;
-		case 'd': dcpu = (int)cli_u64("--dispatcher-cpu", optarg, 0, (uint64_t)ncpu - 1); break;
+		case 'd':
+			dcpu = cli_check_cpu("--dispatcher-cpu",
+					     (int)cli_u64("--dispatcher-cpu", optarg, 0, 4095));
+			break;
 		case 'p': prio = (unsigned int)cli_u64("--priority", optarg, 1, 99); break;
 		case 'D': duration = cli_duration("--duration", optarg); break;
 		case 'w': wait_ns = cli_duration("--wait", optarg); break;
@@ -116,8 +119,7 @@ int cli_serve(int argc, char **argv)
 		cli_die("--poller-cpus: %u CPUs for %u pollers (give one, or one each)", npcpus,
 			npollers);
 	for (unsigned int i = 0; i < npcpus; i++)
-		if (pcpus[i] >= ncpu)
-			cli_die("--poller-cpus: CPU %d is not online (%d CPUs)", pcpus[i], ncpu);
+		cli_check_cpu("--poller-cpus", pcpus[i]);
 	if (!npcpus)
 		for (int cpu = ncpu - 1; npcpus < npollers; cpu = cpu ? cpu - 1 : ncpu - 1)
 			pcpus[npcpus++] = cpu;
