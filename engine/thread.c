@@ -52,12 +52,14 @@ int rtioreq__thread_start(pthread_t *t, const struct rtioreq_thread_attr *a,
 		CPU_SET(a->cpu, &set);
 		r = pthread_attr_setaffinity_np(&pa, sizeof(set), &set);
 	}
-	if (!r && a && a->policy != SCHED_OTHER) {
-		struct sched_param sp = { .sched_priority = a->priority };
+	/* explicit, also for SCHED_OTHER: a thread asked for SCHED_OTHER must not inherit
+	 * a real-time policy from the thread creating it */
+	if (!r) {
+		struct sched_param sp = { .sched_priority = a ? a->priority : 0 };
 
 		r = pthread_attr_setinheritsched(&pa, PTHREAD_EXPLICIT_SCHED);
 		if (!r)
-			r = pthread_attr_setschedpolicy(&pa, a->policy);
+			r = pthread_attr_setschedpolicy(&pa, a ? a->policy : SCHED_OTHER);
 		if (!r)
 			r = pthread_attr_setschedparam(&pa, &sp);
 	}
