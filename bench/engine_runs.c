@@ -155,6 +155,18 @@ void bench_engine_run(struct bench_run *r)
 	free(dev);
 }
 
+/* Run @r, with /dev/cpu_dma_latency held at 0 if @dma, into @d (r->res is the caller's). */
+static void run_into(struct bench_dist *d, struct bench_run *r, bool dma)
+{
+	int fd = dma ? bench_dma_hold() : -1;
+
+	bench_engine_run(r);
+	bench_dma_release(fd);
+	d->h = r->res->rtt;
+	d->ns = r->res->ns;
+	d->dma_held = dma;
+}
+
 static struct bench_dist *engine_dist(const char *name, const char *label, bool polling,
 				      unsigned int vcpus, bool dma)
 {
@@ -165,13 +177,8 @@ static struct bench_dist *engine_dist(const char *name, const char *label, bool 
 			      .duration_ns = bench_cfg.run_ns};
 	struct bench_dist *d = bench_dist_new(name, label, "ns per request (round trip)");
 	char extra[160];
-	int fd = dma ? bench_dma_hold() : -1;
 
-	bench_engine_run(&r);
-	bench_dma_release(fd);
-	d->h = r.res->rtt;
-	d->ns = r.res->ns;
-	d->dma_held = dma;
+	run_into(d, &r, dma);
 	snprintf(extra, sizeof(extra),
 		 "vcpus=%u polled=%lu fallback=%lu upcalls=%lu "
 		 "notified=%lu",
@@ -221,13 +228,8 @@ void bench_hybrid(void)
 				       : "rtioreq hybrid idle, every request wakes the poller",
 				   "ns per request (round trip)");
 		char extra[160];
-		int fd = dma ? bench_dma_hold() : -1;
 
-		bench_engine_run(&r);
-		bench_dma_release(fd);
-		d->h = r.res->rtt;
-		d->ns = r.res->ns;
-		d->dma_held = dma;
+		run_into(d, &r, dma);
 		snprintf(extra, sizeof(extra), "spin_us=20 think_mean_us=500 sleeps=%lu upcalls=%lu",
 			 (unsigned long)r.ps.sleeps, (unsigned long)r.res->upcalls);
 		bench_dist_print(d, extra);

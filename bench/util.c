@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "thread_pvt.h"
 
 uint64_t bench_now_ns(void)
 {
@@ -55,34 +56,16 @@ void bench_pin_self(int cpu)
 void bench_thread_start(pthread_t *t, int cpu, int prio, const char *name, void *(*fn)(void *),
 			void *arg)
 {
-	pthread_attr_t pa;
-	int r;
+	/* the engine's own: affinity and policy in the attr before the thread starts */
+	const struct rtioreq_thread_attr a = {.cpu = cpu,
+					      .policy = prio > 0 ? SCHED_FIFO : SCHED_OTHER,
+					      .priority = prio > 0 ? prio : 0,
+					      .name = name};
+	int r = rtioreq__thread_start(t, &a, name, fn, arg);
 
-	r = pthread_attr_init(&pa);
-	if (!r && cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		r = pthread_attr_setaffinity_np(&pa, sizeof(set), &set);
-	}
-	/* explicit: never inherit the creator's policy */
-	if (!r)
-		r = pthread_attr_setinheritsched(&pa, PTHREAD_EXPLICIT_SCHED);
-	if (!r) {
-		struct sched_param sp = {.sched_priority = prio > 0 ? prio : 0};
-
-		r = pthread_attr_setschedpolicy(&pa, prio > 0 ? SCHED_FIFO : SCHED_OTHER);
-		if (!r)
-			r = pthread_attr_setschedparam(&pa, &sp);
-	}
-	if (!r)
-		r = pthread_create(t, &pa, fn, arg);
-	pthread_attr_destroy(&pa);
 	if (r)
 		bench_die("starting thread %s (CPU %d, %s %d): %s", name, cpu,
-			  prio > 0 ? "SCHED_FIFO" : "SCHED_OTHER", prio, strerror(r));
-	pthread_setname_np(*t, name);
+			  prio > 0 ? "SCHED_FIFO" : "SCHED_OTHER", prio, strerror(-r));
 }
 
 void *bench_zalloc_line(size_t n)
