@@ -34,9 +34,9 @@
 #include <sched.h>
 
 #include "bench.h"
-#include "engine_pvt.h"
-#include "futex_pvt.h"
-#include "ranges_pvt.h"
+#include "core/engine_pvt.h"
+#include "sys/futex_pvt.h"
+#include "core/ranges_pvt.h"
 
 struct acrn_range {
 	struct acrn_range *next;

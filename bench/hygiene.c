@@ -2,7 +2,7 @@
 /*
  * Hot-path hygiene as numbers: syscalls, page faults (minor, major), context switches
  * and heap allocations of the poller thread per million requests in steady-state
- * polling (16 vCPUs, after a warm-up run). The method of tests/test_hotpath.c:
+ * polling (16 vCPUs, after a warm-up run). The method of tests/core/test_hotpath.c:
  *  - perf_event_open() counters attached to the poller's thread id only: the
  *    raw_syscalls:sys_enter tracepoint (its id read from tracefs, mounted if needed),
  *    and the software counters page-faults, minor-faults, major-faults and

@@ -17,8 +17,8 @@
 #include <time.h>
 
 #include "bench.h"
-#include "engine_pvt.h" /* rtioreq__cpu_relax() */
-#include "futex_pvt.h"
+#include "core/engine_pvt.h" /* rtioreq__cpu_relax() */
+#include "sys/futex_pvt.h"
 
 #define PP_STOP (1ull << 63)
 /* a round trip longer than this means the other side is not running at all */

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "thread_pvt.h"
+#include "sys/thread_pvt.h"
 
 uint64_t bench_now_ns(void)
 {

@@ -4,13 +4,13 @@
 #define RTIOREQ_H
 
 #include "rtioreq/abi.h"
-#include "rtioreq/engine.h"
-#include "rtioreq/exdev.h"
-#include "rtioreq/hist.h"
-#include "rtioreq/pcdev.h"
-#include "rtioreq/profile.h"
-#include "rtioreq/rt.h"
-#include "rtioreq/shm.h"
-#include "rtioreq/sim.h"
+#include "rtioreq/core/engine.h"
+#include "rtioreq/devices/exdev.h"
+#include "rtioreq/core/hist.h"
+#include "rtioreq/devices/pcdev.h"
+#include "rtioreq/rt/profile.h"
+#include "rtioreq/rt/rt.h"
+#include "rtioreq/hv/shm.h"
+#include "rtioreq/hv/sim.h"
 
 #endif /* RTIOREQ_H */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Counting what one thread does, for the hot-path claims (tests/test_hotpath.c and
+ * Counting what one thread does, for the hot-path claims (tests/core/test_hotpath.c and
  * bench/hygiene.c): perf_event_open() counters attached to a thread id only - the
  * raw_syscalls:sys_enter tracepoint (its id read from tracefs, mounted if needed) and
  * the software counters page-faults, minor-faults, major-faults, context-switches -

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "rtioreq/kvm.h"
-#include "rtioreq/pcdev.h"
+#include "rtioreq/hv/kvm.h"
+#include "rtioreq/devices/pcdev.h"
 
 #define MARKER "RTIOREQ-GUEST-UP"
 #define BANNER "Linux version"

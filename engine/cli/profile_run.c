@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "rtioreq/rt.h"
+#include "rtioreq/rt/rt.h"
 
 #define MAX_THREADS 64
 

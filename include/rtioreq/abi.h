@@ -5,7 +5,7 @@
  * channel page (docs/shm-protocol.md).
  *
  * Names carry the rtioreq_ prefix so this header can sit beside <linux/acrn.h>;
- * tests/test_abi.c checks every size and offset against that header.
+ * tests/core/test_abi.c checks every size and offset against that header.
  *
  * Slot state machine (field `processed`), one slot per vCPU:
  *

@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Engine internals: the objects, the slot state machine and the request path shared
+ * by pollers (polling path) and the dispatcher (fallback path).
+ *
+ * Ordering pairs (every acquire/release of the engine; label: partner)
+ * ---------------------------------------------------------------------------------
+ *  H1  hv:     store processed=PENDING, release, after filling    -> T1
+ *  T1  engine: load processed, acquire, sees PENDING               <- H1
+ *  T0  engine: load slot.busy, acquire, sees 0 (slot free to take) <- C1
+ *  T2  engine: CAS processed PENDING->PROCESSING, acq_rel          <- H1, -> H2 (informational)
+ *  C1  engine: store slot.busy=0, release, after the counters      -> T0
+ *  C2  engine: store processed=COMPLETE, release, after the value  -> H2
+ *  H2  hv:     load processed, acquire, sees COMPLETE, reads value <- C2
+ *  U1  hv:     chan.upcall_seq += 1, release, after H1             -> D1
+ *  D1  disp.:  load chan.upcall_seq, acquire, before scanning      <- U1
+ *  K1  engine: eng.kick += 1, release, after a state change        -> D1 (same rule)
+ *  N1  engine: chan.done_seq[v] += 1, release, after C2            -> hv's acquire load
+ *  A1  assign: client.pending |= bit, release, after slot.req      -> W1
+ *  W1  wait:   CAS client.pending, acquire, takes the bit          <- A1
+ *  W2  wait:   client.inflight |= bit, release                     -> F1
+ *  F1  complete/force: inflight &= ~bit (or pending), acq_rel      <- W2 / A1
+ *  TK  wait: taking += 1 before W1, -= 1 (release) after W2; force: after its F1 on
+ *      pending, waits for taking == 0 (acquire) before its F1 on inflight, so a request
+ *      in transit from pending to inflight is never missed by a clear's force pass
+ *  M1  update: store vm.map, release / M2 reader: load, acquire
+ *  S1  update: store poller.set, release / S2 poller: load, acquire
+ *  V1  update: store eng.vmset, release / V2 dispatcher: load, acquire
+ *  O1  update: store vm.fallback_mask, release / O2 dispatcher: load, acquire
+ *  L1  clear:  store vm.clearing, release / L2 taker: load, acquire
+ *  NW  poller: need_wakeup |= bits (seq_cst), seq_cst fence, load processed; the
+ *      hv: H1, seq_cst fence, load need_wakeup: a store-load (Dekker) pair, so either
+ *      the poller sees PENDING and stays awake, or the hv sees the bit and rings U1
+ *  P1  control: poller.wake += 1, release, after a set change or stop -> P2
+ *  P2  poller: load poller.wake, acquire, before deciding to sleep     <- P1
+ * Objects unpublished by M1/S1/V1/O1 are freed or change owner only after an RCU
+ * grace period (rcu_pvt.h): a reader never sees a slot, map or VM change under it.
+ *
+ * Slot ownership (engine side). At any time a slot is served by exactly one taker:
+ * the poller whose set holds it, or the dispatcher if its bit is in fallback_mask.
+ * Moving a slot between takers goes through a grace period. Once taken, the request
+ * belongs to whoever completes it: the taker itself (inline handler, invalid, no
+ * client, clearing), or a client (pending bit, then inflight bit) or a forcing control
+ * call, each of which claims it with an atomic read-modify-write, so exactly one
+ * completes it. slot.busy is 1 from take to completion; a PENDING slot that is still
+ * busy (a hypervisor that broke the protocol) is left alone.
+ *
+ * Untrusted input: the hypervisor writes the slot. rtioreq__snapshot() reads each
+ * field exactly once (volatile loads) into slot.req, validates it, and nothing reads
+ * the shared fields again; write-back touches only the value field.
+ */
+#ifndef RTIOREQ_ENGINE_PVT_H
+#define RTIOREQ_ENGINE_PVT_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/ranges_pvt.h"
+#include "rtioreq/core/engine.h"
+
+#ifdef NDEBUG
+#define RTIOREQ__ASSERT(x) ((void)0)
+#else
+#define RTIOREQ__ASSERT(x) assert(x)
+#endif
+
+#define RTIOREQ__CACHELINE 64
+#define RTIOREQ__VCPU_MASK 0xffffu	/* client.pending/inflight bits: vCPUs */
+#define RTIOREQ__DYING (1u << 31)	/* client.pending: shut down, drain and leave */
+
+static inline void rtioreq__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/*
+ * Per-slot counters. Single writer: the current owner of the slot's request (see
+ * slot.busy), so increments are relaxed load + relaxed store (no RMW); readers use
+ * relaxed loads and may be one request behind.
+ */
+struct rtioreq__slot_stats {
+	_Atomic uint64_t dispatched, completed, polled, fallback, handler_errors, invalid,
+		unclaimed, cleared, forced, notified;
+};
+
+static inline void rtioreq__stat_inc(_Atomic uint64_t *c)
+{
+	/* relaxed: single writer (slot owner); readers tolerate a stale value */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/* Engine-private state of one (VM, vCPU) slot. */
+struct rtioreq__slot {
+	_Atomic uint32_t busy; /* 1 between take and completion (T0/C1) */
+	uint16_t vcpu;
+	bool valid;			/* snapshot passed validation */
+	struct rtioreq_req req;		/* the snapshot: the only copy handlers see */
+	struct rtioreq__slot_stats st;
+} __attribute__((aligned(RTIOREQ__CACHELINE)));
+
+struct rtioreq_client {
+	/* line 0: claim words, written by takers, waiters and completers */
+	_Atomic uint32_t pending;  /* vCPU bits assigned, not yet taken; RTIOREQ__DYING */
+	_Atomic uint32_t inflight; /* vCPU bits taken by wait, not yet completed */
+	_Atomic uint32_t users;	   /* threads inside rtioreq_client_wait() */
+	_Atomic uint32_t taking;   /* TK: waiters between W1 and W2 (a bit in neither set) */
+	/* read-mostly */
+	struct rtioreq_vm *vm __attribute__((aligned(RTIOREQ__CACHELINE)));
+	rtioreq_handler_fn handler;
+	void *priv;
+	bool is_default;
+	/* control plane, under vm->lock */
+	bool shut;	 /* withdrawn from routing */
+	bool destroying; /* someone (owner or detach) is destroying it */
+	bool has_thread;
+	pthread_t thread;
+	struct rtioreq_client *next;
+	char name[RTIOREQ_NAME_LEN];
+};
+
+struct rtioreq_vm {
+	struct rtioreq__slot slot[RTIOREQ_IO_REQUEST_MAX];
+	/* read by every taker */
+	_Atomic(struct rtioreq__map *) map; /* M1/M2 */
+	_Atomic uint32_t fallback_mask;	    /* O1/O2: slots the dispatcher takes */
+	_Atomic uint32_t clearing;	    /* L1/L2: >0 completes requests at once */
+	struct rtioreq_engine *eng;
+	struct rtioreq_io_request_buffer *page;
+	struct rtioreq_chan *chan;
+	const struct rtioreq_vm_ops *ops;
+	void *hv;
+	uint16_t id, vcpu_num;
+	bool chan_private;
+	/* control plane */
+	pthread_mutex_t lock; /* map updates, clients, slot placement of this VM */
+	bool detaching;
+	bool paused; /* attached paused: poller_of[] is the plan, no taker yet */
+	struct rtioreq_client *clients;
+	struct rtioreq_poller *poller_of[RTIOREQ_IO_REQUEST_MAX];
+	struct rtioreq__rcu_head rcu;
+};
+
+/* The dispatcher's RCU-protected view of the engine's VMs. */
+struct rtioreq__vmset {
+	struct rtioreq__rcu_head rcu;
+	uint32_t n;
+	struct rtioreq_vm *vm[RTIOREQ_MAX_VMS];
+};
+
+/* One slot in a poller's set. */
+struct rtioreq__pent {
+	struct rtioreq_vm *vm;
+	struct rtioreq_io_request *wire;
+	struct rtioreq__slot *slot;
+};
+
+struct rtioreq__pset {
+	struct rtioreq__rcu_head rcu;
+	uint32_t n;
+	struct rtioreq__pent e[];
+};
+
+struct rtioreq_poller {
+	/* line 0: the poller's own, read every loop */
+	_Atomic(struct rtioreq__pset *) set; /* S1/S2 */
+	_Atomic bool stop;
+	_Atomic uint64_t loops, served, sleeps; /* single writer: the poller */
+	_Atomic uint64_t spin_ns;	/* hybrid idle after this long without work; 0: spin */
+	_Atomic uint32_t wake;		/* P1/P2: private doorbell of a sleeping poller */
+	/* control plane */
+	struct rtioreq_engine *eng __attribute__((aligned(RTIOREQ__CACHELINE)));
+	_Atomic pid_t tid;
+	pthread_mutex_t lock; /* set updates (nests inside vm->lock) */
+	pthread_t thread;
+	struct rtioreq_poller *next; /* eng->pollers, under eng->lock */
+};
+
+struct rtioreq_engine {
+	_Atomic uint32_t kick;			/* K1: dispatcher doorbell (private futex) */
+	_Atomic bool stop;
+	_Atomic(struct rtioreq__vmset *) vmset; /* V1/V2 */
+	struct rtioreq_engine_attr attr;
+	pthread_mutex_t lock; /* vms[], pollers; outermost lock */
+	struct rtioreq_vm *vms[RTIOREQ_MAX_VMS];
+	uint32_t nvms;
+	struct rtioreq_poller *pollers;
+	pthread_t dispatcher;
+};
+
+static inline uint64_t rtioreq__size_mask(uint32_t size)
+{
+	return size >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (size * 8)) - 1;
+}
+
+/*
+ * Read the slot once into @r and validate. Return true if the request is well formed.
+ * On false, r->type/r->dir hold what was read (for the all-ones write-back).
+ */
+static inline bool rtioreq__snapshot(const struct rtioreq_io_request *wire, struct rtioreq_req *r)
+{
+	const volatile struct rtioreq_io_request *s = wire;
+	uint64_t addr, size, value = 0;
+	uint32_t dir, max_size = 4;
+
+	r->completion_polling = s->completion_polling != 0;
+	r->type = s->type;
+	r->bus = r->dev = r->func = 0;
+	switch (r->type) {
+	case RTIOREQ_TYPE_PORTIO:
+		dir = s->reqs.pio_request.direction;
+		addr = s->reqs.pio_request.address;
+		size = s->reqs.pio_request.size;
+		if (dir == RTIOREQ_DIR_WRITE)
+			value = s->reqs.pio_request.value;
+		break;
+	case RTIOREQ_TYPE_MMIO:
+		dir = s->reqs.mmio_request.direction;
+		addr = s->reqs.mmio_request.address;
+		size = s->reqs.mmio_request.size;
+		if (dir == RTIOREQ_DIR_WRITE)
+			value = s->reqs.mmio_request.value;
+		max_size = 8;
+		break;
+	case RTIOREQ_TYPE_PCICFG: {
+		uint32_t bus = s->reqs.pci_request.bus, dev = s->reqs.pci_request.dev;
+		uint32_t func = s->reqs.pci_request.func;
+
+		dir = s->reqs.pci_request.direction;
+		addr = s->reqs.pci_request.reg;
+		size = s->reqs.pci_request.size;
+		if (dir == RTIOREQ_DIR_WRITE)
+			value = s->reqs.pci_request.value;
+		if (bus > 255 || dev > 31 || func > 7) {
+			r->dir = dir;
+			return false;
+		}
+		r->bus = (uint8_t)bus;
+		r->dev = (uint8_t)dev;
+		r->func = (uint8_t)func;
+		break;
+	}
+	default:
+		r->dir = RTIOREQ_DIR_READ;
+		return false;
+	}
+	r->dir = dir;
+	if (dir > RTIOREQ_DIR_WRITE || size > max_size || !size || (size & (size - 1)))
+		return false;
+	if (addr > UINT64_MAX - (size - 1))
+		return false;
+	if (r->type == RTIOREQ_TYPE_PORTIO && addr + (size - 1) > 0xffff)
+		return false;
+	if (r->type == RTIOREQ_TYPE_PCICFG && addr + (size - 1) > 0xfff)
+		return false;
+	r->addr = addr;
+	r->size = (uint32_t)size;
+	r->value = value & rtioreq__size_mask(r->size);
+	return true;
+}
+
+void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu);
+void rtioreq__assign(struct rtioreq_vm *vm, struct rtioreq__slot *sl, struct rtioreq_client *c);
+
+/*
+ * Complete the request held in @sl: write the value back for reads, count, release the
+ * slot (C1), store COMPLETE (C2), notify if the hypervisor asked for it. Called by the
+ * request's owner only. @polled: completed inline on a poller.
+ */
+static inline void rtioreq__complete(struct rtioreq_vm *vm, struct rtioreq__slot *sl, bool polled)
+{
+	struct rtioreq_io_request *wire = &vm->page->req_slot[sl->vcpu];
+	const struct rtioreq_req *r = &sl->req;
+	bool notify = !r->completion_polling; /* read once at snapshot, before C2 */
+	uint16_t vcpu = sl->vcpu;
+
+	RTIOREQ__ASSERT(atomic_load_explicit(&sl->busy, memory_order_relaxed) == 1);
+	if (r->dir != RTIOREQ_DIR_WRITE) {
+		volatile struct rtioreq_io_request *s = wire;
+		uint64_t v = sl->valid ? r->value & rtioreq__size_mask(r->size) : ~(uint64_t)0;
+
+		if (r->type == RTIOREQ_TYPE_MMIO)
+			s->reqs.mmio_request.value = v;
+		else
+			s->reqs.pio_request.value = (uint32_t)v; /* PIO and PCICFG: u32 at 88 */
+	}
+	rtioreq__stat_inc(&sl->st.completed);
+	rtioreq__stat_inc(polled ? &sl->st.polled : &sl->st.fallback);
+	if (notify)
+		rtioreq__stat_inc(&sl->st.notified);
+	/* C1: the slot's engine state is free again; pairs with T0 of the next taker */
+	atomic_store_explicit(&sl->busy, 0, memory_order_release);
+	/* C2: value and every earlier write before COMPLETE; pairs with the hv's H2 */
+	atomic_store_explicit(rtioreq_wire_atomic(&wire->processed), RTIOREQ_STATE_COMPLETE,
+			      memory_order_release);
+	if (notify)
+		rtioreq__vm_notify(vm, vcpu);
+}
+
+/* Complete with all ones for reads; @st: the counter that says why. */
+static inline void rtioreq__complete_ones(struct rtioreq_vm *vm, struct rtioreq__slot *sl,
+					  _Atomic uint64_t *st, bool polled)
+{
+	rtioreq__stat_inc(st);
+	sl->req.value = ~(uint64_t)0;
+	rtioreq__complete(vm, sl, polled);
+}
+
+/*
+ * Take and serve a slot seen PENDING (T1) by its taker. @on_poller: run handler
+ * clients inline (polling path); otherwise hand them to their thread (fallback path).
+ * Must be called inside the taker's RCU read side. No syscall unless the request goes
+ * to a blocking client or the hypervisor asked for a notification.
+ * Return true if the request was taken; false if the slot is still owned by an earlier
+ * request or is no longer PENDING (only a hypervisor breaking the protocol causes either).
+ */
+static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *sl,
+				  struct rtioreq_io_request *wire, bool on_poller)
+{
+	uint32_t expect = RTIOREQ_STATE_PENDING;
+	struct rtioreq_client *c;
+	struct rtioreq__map *m;
+	int rc;
+
+	/* T0: a slot still owned by an earlier request is not taken again; pairs with C1 */
+	if (atomic_load_explicit(&sl->busy, memory_order_acquire))
+		return false;
+	/* snapshot first (sl->req is free: busy is 0), so that a hypervisor seeing
+	 * PROCESSING knows the engine no longer reads the slot's fields */
+	sl->valid = rtioreq__snapshot(wire, &sl->req);
+	/* relaxed: only this taker may take the slot (ownership moves across grace periods);
+	 * published by T2 (PROCESSING implies busy) and to later owners by A1 / C1 */
+	atomic_store_explicit(&sl->busy, 1, memory_order_relaxed);
+	/*
+	 * T2: PENDING -> PROCESSING as a CAS, release (pairs with the hv's H2 load). A plain
+	 * store could overwrite a COMPLETE stored by the previous owner between our stale
+	 * PENDING load (T1) and now, if the hv re-stored PENDING on a slot it did not own:
+	 * the hv would then never see its request complete. On failure the snapshot is
+	 * dropped and the slot left alone.
+	 */
+	if (!atomic_compare_exchange_strong_explicit(rtioreq_wire_atomic(&wire->processed),
+						     &expect, RTIOREQ_STATE_PROCESSING,
+						     memory_order_acq_rel, memory_order_relaxed)) {
+		atomic_store_explicit(&sl->busy, 0, memory_order_relaxed); /* never taken */
+		return false;
+	}
+	rtioreq__stat_inc(&sl->st.dispatched);
+	sl->req.vcpu = sl->vcpu;
+	sl->req.vm_id = vm->id;
+	if (!sl->valid) {
+		rtioreq__complete_ones(vm, sl, &sl->st.invalid, on_poller);
+		return true;
+	}
+	/* L2: pairs with L1 in rtioreq_vm_clear()/detach */
+	if (atomic_load_explicit(&vm->clearing, memory_order_acquire)) {
+		rtioreq__complete_ones(vm, sl, &sl->st.cleared, on_poller);
+		return true;
+	}
+	m = atomic_load_explicit(&vm->map, memory_order_acquire); /* M2, pairs with M1 */
+	c = rtioreq__map_lookup(m, sl->req.type, sl->req.addr, sl->req.size);
+	if (!c) {
+		rtioreq__complete_ones(vm, sl, &sl->st.unclaimed, on_poller);
+		return true;
+	}
+	if (on_poller && c->handler) {
+		sl->req.value = sl->req.dir == RTIOREQ_DIR_WRITE ? sl->req.value : 0;
+		rc = c->handler(c, &sl->req, c->priv);
+		if (rc < 0) {
+			rtioreq__complete_ones(vm, sl, &sl->st.handler_errors, true);
+			return true;
+		}
+		rtioreq__complete(vm, sl, true);
+		return true;
+	}
+	rtioreq__assign(vm, sl, c);
+	return true;
+}
+
+/* Engine-internal: dispatcher doorbell (K1). */
+void rtioreq__kick(struct rtioreq_engine *eng);
+
+/* poller.c, called by engine.c under vm->lock */
+int rtioreq__poller_add(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t vcpu);
+int rtioreq__poller_remove(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t vcpu);
+
+/* engine.c: give every slot of @p back to the dispatcher (under eng->lock). */
+void rtioreq__poller_release_slots(struct rtioreq_poller *p);
+/* P1: wake the poller if it sleeps in hybrid idle (set change, setting, stop). */
+void rtioreq__poller_wake(struct rtioreq_poller *p);
+
+#endif /* RTIOREQ_ENGINE_PVT_H */

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Pollers: the polling path. A pinned thread spins over its slot set; for each slot
+ * seen PENDING it takes the request, runs the handler inline and stores COMPLETE.
+ * Steady state: no syscall, no lock, no allocation (tests/core/test_hotpath.c counts them
+ * with per-thread perf counters and an allocator hook). Ordering pairs: engine_pvt.h.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/engine_pvt.h"
+#include "sys/fence_pvt.h"
+#include "sys/futex_pvt.h"
+#include "sys/thread_pvt.h"
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall */
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static _Atomic uint32_t *nw_word(const struct rtioreq__pent *e)
+{
+	return rtioreq_wire_atomic(&e->vm->chan->need_wakeup.word);
+}
+
+/*
+ * Hybrid idle (NW, P1/P2 in engine_pvt.h): ask for the doorbell on every slot of @set,
+ * re-check them, sleep until an upcall on one of their channels or a poller wake-up.
+ * Called online with @set loaded; returns online; @set must not be used afterwards.
+ * Return true if it slept.
+ */
+static bool poller_sleep(struct rtioreq_poller *p, struct rtioreq__pset *set)
+{
+	struct futex_waitv wv[RTIOREQ_MAX_VMS + 1];
+	unsigned int n = 0;
+	bool pending = false;
+
+	/* P2: a set change or stop after this makes the wait return at once */
+	rtioreq__futex_waitv_set(&wv[n++], &p->wake,
+				 atomic_load_explicit(&p->wake, memory_order_acquire), false);
+	for (uint32_t i = 0; set && i < set->n; i++) {
+		_Atomic uint32_t *up = rtioreq_wire_atomic(&set->e[i].vm->chan->upcall_seq.word);
+		unsigned int k = 1;
+
+		while (k < n && wv[k].uaddr != (uintptr_t)up)
+			k++;
+		if (k == n && n < RTIOREQ_MAX_VMS + 1)
+			/* D1-like: read before the bits are set, so an upcall rung after the
+			 * hv saw a bit changes it and the wait returns at once */
+			rtioreq__futex_waitv_set(&wv[n++], up,
+						 atomic_load_explicit(up, memory_order_acquire),
+						 true);
+	}
+	for (uint32_t i = 0; set && i < set->n; i++) /* NW: seq_cst, see the table */
+		atomic_fetch_or_explicit(nw_word(&set->e[i]), 1u << set->e[i].slot->vcpu,
+					 memory_order_seq_cst);
+	RTIOREQ__FENCE_SEQ_CST(); /* NW: orders the bits before the loads */
+	for (uint32_t i = 0; set && i < set->n && !pending; i++)
+		/* T1 (relaxed is enough here: the fence above, and the taker reloads it) */
+		pending = atomic_load_explicit(rtioreq_wire_atomic(&set->e[i].wire->processed),
+					       memory_order_relaxed) == RTIOREQ_STATE_PENDING;
+	if (!pending && !atomic_load_explicit(&p->stop, memory_order_relaxed)) {
+		/* the waitv array holds addresses only: no set or chan is read while offline */
+		rtioreq__rcu_offline();
+		rtioreq__futex_waitv(wv, n, NULL);
+		rtioreq__rcu_online();
+	}
+	/* S2: the set may have changed while we slept; clear the bits of what we own now
+	 * (vm_place() clears those of slots taken away) */
+	set = atomic_load_explicit(&p->set, memory_order_acquire);
+	for (uint32_t i = 0; set && i < set->n; i++)
+		/* relaxed: a stale bit only costs the hv one extra upcall */
+		atomic_fetch_and_explicit(nw_word(&set->e[i]), ~(1u << set->e[i].slot->vcpu),
+					  memory_order_relaxed);
+	return !pending;
+}
+
+static void *poller_main(void *arg)
+{
+	struct rtioreq_poller *p = arg;
+	uint64_t loops = 0, served = 0, sleeps = 0, idle_since = 0;
+
+	/* relaxed: read by rtioreq_poller_tid() for diagnostics only */
+	atomic_store_explicit(&p->tid, (pid_t)syscall(SYS_gettid), memory_order_relaxed);
+	rtioreq__rcu_register();
+	/* relaxed: a pure stop signal; pthread_join orders everything after it */
+	while (!atomic_load_explicit(&p->stop, memory_order_relaxed)) {
+		/* S2: pairs with S1 in set_publish(); entries stay valid until our next
+		 * quiescent state */
+		struct rtioreq__pset *set = atomic_load_explicit(&p->set, memory_order_acquire);
+
+		uint64_t before = served, spin_ns;
+
+		for (uint32_t i = 0; set && i < set->n; i++) {
+			const struct rtioreq__pent *e = &set->e[i];
+
+			/* T1: pairs with the hypervisor's H1 */
+			if (atomic_load_explicit(rtioreq_wire_atomic(&e->wire->processed),
+						 memory_order_acquire) != RTIOREQ_STATE_PENDING)
+				continue;
+			served += rtioreq__serve(e->vm, e->slot, e->wire, true);
+		}
+		loops++;
+		/* relaxed: a setting; a change also bumps wake (P1) */
+		spin_ns = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
+		if (served != before || !spin_ns) {
+			idle_since = 0;
+		} else if (!(loops & 63)) { /* read the clock every 64 idle passes */
+			uint64_t now = mono_ns();
+
+			if (!idle_since) {
+				idle_since = now;
+			} else if (now - idle_since >= spin_ns) {
+				sleeps += poller_sleep(p, set);
+				/* relaxed: statistics, single writer */
+				atomic_store_explicit(&p->sleeps, sleeps, memory_order_relaxed);
+				idle_since = 0;
+				continue; /* set is stale: reload it */
+			}
+		}
+		/* relaxed: statistics, single writer */
+		atomic_store_explicit(&p->loops, loops, memory_order_relaxed);
+		atomic_store_explicit(&p->served, served, memory_order_relaxed);
+		rtioreq__rcu_quiescent();
+		rtioreq__cpu_relax();
+	}
+	rtioreq__rcu_unregister();
+	return NULL;
+}
+
+struct rtioreq_poller *rtioreq_poller_create(struct rtioreq_engine *eng,
+					     const struct rtioreq_thread_attr *attr)
+{
+	struct rtioreq_poller *p;
+	int r;
+
+	if (!eng) {
+		errno = EINVAL;
+		return NULL;
+	}
+	p = aligned_alloc(RTIOREQ__CACHELINE, sizeof(*p));
+	if (!p)
+		return NULL;
+	memset(p, 0, sizeof(*p));
+	p->eng = eng;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_lock(&eng->lock);
+	r = rtioreq__thread_start(&p->thread, attr, "rtioreq-poll", poller_main, p);
+	if (!r) {
+		p->next = eng->pollers;
+		eng->pollers = p;
+	}
+	pthread_mutex_unlock(&eng->lock);
+	if (r) {
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		errno = -r;
+		return NULL;
+	}
+	while (!atomic_load_explicit(&p->tid, memory_order_relaxed))
+		sched_yield(); /* so rtioreq_poller_tid() is valid on return */
+	return p;
+}
+
+int rtioreq_poller_destroy(struct rtioreq_poller *p)
+{
+	struct rtioreq_engine *eng = p->eng;
+
+	pthread_mutex_lock(&eng->lock);
+	rtioreq__poller_release_slots(p); /* each slot crosses a grace period */
+	for (struct rtioreq_poller **pp = &eng->pollers; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	pthread_mutex_unlock(&eng->lock);
+	atomic_store_explicit(&p->stop, true, memory_order_relaxed); /* joined below */
+	rtioreq__poller_wake(p);
+	pthread_join(p->thread, NULL);
+	rtioreq__rcu_barrier(); /* retired sets of this poller are freed */
+	free(atomic_load_explicit(&p->set, memory_order_relaxed));
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	return 0;
+}
+
+pid_t rtioreq_poller_tid(const struct rtioreq_poller *p)
+{
+	return atomic_load_explicit(&p->tid, memory_order_relaxed);
+}
+
+void rtioreq_poller_stats(const struct rtioreq_poller *p, struct rtioreq_poller_stats *out)
+{
+	/* relaxed: statistics */
+	out->loops = atomic_load_explicit(&p->loops, memory_order_relaxed);
+	out->served = atomic_load_explicit(&p->served, memory_order_relaxed);
+	out->sleeps = atomic_load_explicit(&p->sleeps, memory_order_relaxed);
+}
+
+void rtioreq__poller_wake(struct rtioreq_poller *p)
+{
+	atomic_fetch_add_explicit(&p->wake, 1, memory_order_release); /* P1, pairs with P2 */
+	rtioreq__futex_wake(&p->wake, 1, false);
+}
+
+void rtioreq_poller_set_idle(struct rtioreq_poller *p, uint64_t spin_ns)
+{
+	atomic_store_explicit(&p->spin_ns, spin_ns, memory_order_relaxed); /* a setting */
+	rtioreq__poller_wake(p); /* a sleeping poller re-reads it */
+}
+
+static void pset_free_cb(struct rtioreq__rcu_head *h)
+{
+	free(caa_container_of(h, struct rtioreq__pset, rcu));
+}
+
+/* Replace the set (under p->lock): copy without (vm, v), plus @add if not NULL. */
+static int set_rebuild(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t v,
+		       const struct rtioreq__pent *add)
+{
+	struct rtioreq__pset *old = atomic_load_explicit(&p->set, memory_order_relaxed);
+	uint32_t n = old ? old->n : 0, k = 0;
+	struct rtioreq__pset *set;
+
+	set = calloc(1, sizeof(*set) + (n + 1) * sizeof(set->e[0]));
+	if (!set)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		if (old->e[i].vm != vm || old->e[i].slot->vcpu != v)
+			set->e[k++] = old->e[i];
+	if (add)
+		set->e[k++] = *add;
+	set->n = k;
+	atomic_store_explicit(&p->set, set, memory_order_release); /* S1, pairs with S2 */
+	rtioreq__poller_wake(p); /* asleep in hybrid idle: watch the new set */
+	if (old)
+		rtioreq__rcu_call(&old->rcu, pset_free_cb);
+	return 0;
+}
+
+int rtioreq__poller_add(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t v)
+{
+	const struct rtioreq__pent e = {
+		.vm = vm, .wire = &vm->page->req_slot[v], .slot = &vm->slot[v]
+	};
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = set_rebuild(p, vm, v, &e);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+int rtioreq__poller_remove(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t v)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	while ((r = set_rebuild(p, vm, v, NULL)) == -ENOMEM) {
+		struct timespec ms = { 0, 1000000 };
+
+		nanosleep(&ms, NULL); /* the slot must leave the set before it changes owner */
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Range tables (copy-on-write sorted arrays) and the engine's RCU glue: the only
+ * module that calls liburcu (rcu_pvt.h holds the inline reader side).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ranges_pvt.h"
+
+#ifdef RTIOREQ__TSAN
+char rtioreq__rcu_tsan_token;
+#endif
+
+/* ---------------------------------------------------------------------------------- */
+/* RCU glue */
+
+/*
+ * Registered-ness of the calling thread, so that control threads (not RCU readers) can
+ * queue callbacks: call_rcu wants a registered, online QSBR thread.
+ */
+static __thread bool rcu_tls_registered;
+
+/*
+ * The pinned call_rcu worker (NULL: liburcu's default, unpinned). Set and cleared
+ * under rcu_worker_lock while engines are created/destroyed; read by rtioreq__rcu_call
+ * (acquire, pairs with the release store below) from control threads of live engines,
+ * so never while it is freed (only when no engine is left).
+ */
+static _Atomic(struct call_rcu_data *) rcu_worker;
+static pthread_mutex_t rcu_worker_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned int rcu_worker_users;
+
+int rtioreq__rcu_worker_get(int cpu)
+{
+	int r = 0;
+
+	if (cpu < 0)
+		return 0;
+	pthread_mutex_lock(&rcu_worker_lock);
+	if (!rcu_worker_users) {
+		struct call_rcu_data *w = urcu_qsbr_create_call_rcu_data(0, cpu);
+
+		if (!w) {
+			r = -ENOMEM;
+		} else {
+			cpu_set_t set;
+
+			/*
+			 * liburcu applies cpu_affinity only every 256th grace period; pin it
+			 * now (a SCHED_OTHER thread: placing it after start is safe)
+			 */
+			CPU_ZERO(&set);
+			CPU_SET(cpu, &set);
+			r = -pthread_setaffinity_np(urcu_qsbr_get_call_rcu_thread(w), sizeof(set),
+						    &set);
+			pthread_setname_np(urcu_qsbr_get_call_rcu_thread(w), "rtioreq-rcu");
+			if (r)
+				urcu_qsbr_call_rcu_data_free(w);
+			else
+				atomic_store_explicit(&rcu_worker, w, memory_order_release);
+		}
+	}
+	if (!r)
+		rcu_worker_users++;
+	pthread_mutex_unlock(&rcu_worker_lock);
+	return r;
+}
+
+void rtioreq__rcu_worker_put(int cpu)
+{
+	if (cpu < 0)
+		return;
+	pthread_mutex_lock(&rcu_worker_lock);
+	if (!--rcu_worker_users) {
+		struct call_rcu_data *w =
+			atomic_load_explicit(&rcu_worker, memory_order_relaxed); /* under lock */
+
+		atomic_store_explicit(&rcu_worker, NULL, memory_order_relaxed); /* under lock */
+		urcu_qsbr_barrier(); /* its queue is empty: nothing moves to the default */
+		urcu_qsbr_call_rcu_data_free(w);
+	}
+	pthread_mutex_unlock(&rcu_worker_lock);
+}
+
+static void rcu_trampoline(struct rcu_head *head)
+{
+	struct rtioreq__rcu_head *h = caa_container_of(head, struct rtioreq__rcu_head, head);
+
+	RTIOREQ__GP_ACQUIRE();
+	h->fn(h);
+}
+
+void rtioreq__rcu_call(struct rtioreq__rcu_head *h, void (*fn)(struct rtioreq__rcu_head *h))
+{
+	bool was = rcu_tls_registered;
+
+	h->fn = fn;
+	if (!was) {
+		urcu_qsbr_register_thread();
+		rcu_tls_registered = true;
+	}
+	/* TSan: liburcu's queue hands h over to its callback thread; say so */
+	RTIOREQ__GP_RELEASE();
+	{
+		/* acquire: pairs with the release store in rtioreq__rcu_worker_get() */
+		struct call_rcu_data *w =
+			atomic_load_explicit(&rcu_worker, memory_order_acquire);
+		struct call_rcu_data *prev = urcu_qsbr_get_thread_call_rcu_data();
+
+		if (w)
+			urcu_qsbr_set_thread_call_rcu_data(w);
+		urcu_qsbr_call_rcu(&h->head, rcu_trampoline);
+		if (w)
+			urcu_qsbr_set_thread_call_rcu_data(prev);
+	}
+	if (!was) {
+		urcu_qsbr_unregister_thread();
+		rcu_tls_registered = false;
+	}
+}
+
+void rtioreq__rcu_barrier(void)
+{
+	urcu_qsbr_barrier();
+	RTIOREQ__GP_ACQUIRE();
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Maps */
+
+static struct rtioreq__map *map_alloc(uint32_t n0, uint32_t n1)
+{
+	struct rtioreq__map *m;
+
+	m = calloc(1, sizeof(*m) + (size_t)(n0 + n1) * sizeof(struct rtioreq__range));
+	if (!m)
+		return NULL;
+	m->n[0] = n0;
+	m->n[1] = n1;
+	m->r[0] = m->storage;
+	m->r[1] = m->storage + n0;
+	return m;
+}
+
+/* Copy @old, with type @type's array resized to @n (contents of that type left to fill). */
+static struct rtioreq__map *map_clone(const struct rtioreq__map *old, uint32_t type, uint32_t n)
+{
+	uint32_t n0 = old->n[0], n1 = old->n[1];
+	struct rtioreq__map *m;
+
+	if (type == 0)
+		n0 = n;
+	else
+		n1 = n;
+	m = map_alloc(n0, n1);
+	if (!m)
+		return NULL;
+	m->dflt = old->dflt;
+	memcpy(m->r[!type], old->r[!type], m->n[!type] * sizeof(struct rtioreq__range));
+	return m;
+}
+
+struct rtioreq__map *rtioreq__map_empty(void)
+{
+	return map_alloc(0, 0);
+}
+
+/* Index of the first range of @type whose start is > @addr. */
+static uint32_t upper_bound(const struct rtioreq__map *m, uint32_t type, uint64_t addr)
+{
+	const struct rtioreq__range *r = m->r[type];
+	uint32_t lo = 0, hi = m->n[type];
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (r[mid].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int rtioreq__map_conflict(const struct rtioreq__map *m, uint32_t type, uint64_t start,
+			  uint64_t end, struct rtioreq__range *out)
+{
+	uint32_t i;
+
+	if (!m || type >= RTIOREQ__NTYPES)
+		return 0;
+	/* ranges are disjoint and sorted: only the one before the insertion point (it may
+	 * extend over start) and the one at it (it may start before end) can overlap */
+	i = upper_bound(m, type, start);
+	if (i > 0 && m->r[type][i - 1].end >= start) {
+		*out = m->r[type][i - 1];
+		return 1;
+	}
+	if (i < m->n[type] && m->r[type][i].start <= end) {
+		*out = m->r[type][i];
+		return 1;
+	}
+	return 0;
+}
+
+int rtioreq__map_add(const struct rtioreq__map *old, uint32_t type, uint64_t start,
+		     uint64_t end, struct rtioreq_client *client, struct rtioreq__map **out,
+		     struct rtioreq__range *conflict)
+{
+	struct rtioreq__range dummy;
+	struct rtioreq__map *m;
+	uint32_t i, n;
+
+	if (type >= RTIOREQ__NTYPES || start > end || !client)
+		return -EINVAL;
+	if (type == RTIOREQ_TYPE_PORTIO && end > 0xffff)
+		return -EINVAL;
+	if (rtioreq__map_conflict(old, type, start, end, conflict ? conflict : &dummy))
+		return -EEXIST;
+	n = old->n[type];
+	i = upper_bound(old, type, start);
+	m = map_clone(old, type, n + 1);
+	if (!m)
+		return -ENOMEM;
+	memcpy(m->r[type], old->r[type], i * sizeof(struct rtioreq__range));
+	m->r[type][i] = (struct rtioreq__range){ .start = start, .end = end, .client = client };
+	memcpy(m->r[type] + i + 1, old->r[type] + i, (n - i) * sizeof(struct rtioreq__range));
+	*out = m;
+	return 0;
+}
+
+int rtioreq__map_del(const struct rtioreq__map *old, uint32_t type, uint64_t start,
+		     uint64_t end, struct rtioreq_client *client, struct rtioreq__map **out)
+{
+	const struct rtioreq__range *r;
+	struct rtioreq__map *m;
+	uint32_t i, n;
+
+	if (type >= RTIOREQ__NTYPES)
+		return -ENOENT;
+	n = old->n[type];
+	i = upper_bound(old, type, start);
+	if (i == 0)
+		return -ENOENT;
+	r = &old->r[type][i - 1];
+	if (r->start != start || r->end != end || r->client != client)
+		return -ENOENT;
+	m = map_clone(old, type, n - 1);
+	if (!m)
+		return -ENOMEM;
+	memcpy(m->r[type], old->r[type], (i - 1) * sizeof(struct rtioreq__range));
+	memcpy(m->r[type] + i - 1, old->r[type] + i, (n - i) * sizeof(struct rtioreq__range));
+	*out = m;
+	return 0;
+}
+
+int rtioreq__map_drop_client(const struct rtioreq__map *old, struct rtioreq_client *client,
+			     struct rtioreq__map **out)
+{
+	uint32_t keep[RTIOREQ__NTYPES] = { 0, 0 };
+	struct rtioreq__map *m;
+	uint32_t t, i, k;
+
+	for (t = 0; t < RTIOREQ__NTYPES; t++)
+		for (i = 0; i < old->n[t]; i++)
+			keep[t] += old->r[t][i].client != client;
+	m = map_alloc(keep[0], keep[1]);
+	if (!m)
+		return -ENOMEM;
+	for (t = 0; t < RTIOREQ__NTYPES; t++)
+		for (i = 0, k = 0; i < old->n[t]; i++)
+			if (old->r[t][i].client != client)
+				m->r[t][k++] = old->r[t][i];
+	m->dflt = old->dflt == client ? NULL : old->dflt;
+	*out = m;
+	return 0;
+}
+
+int rtioreq__map_set_default(const struct rtioreq__map *old, struct rtioreq_client *client,
+			     struct rtioreq__map **out)
+{
+	struct rtioreq__map *m;
+
+	if (old->dflt && old->dflt != client)
+		return -EEXIST;
+	m = map_clone(old, 0, old->n[0]);
+	if (!m)
+		return -ENOMEM;
+	memcpy(m->r[0], old->r[0], old->n[0] * sizeof(struct rtioreq__range));
+	m->dflt = client;
+	*out = m;
+	return 0;
+}
+
+void rtioreq__map_free(struct rtioreq__map *m)
+{
+	free(m);
+}
+
+static void map_free_cb(struct rtioreq__rcu_head *h)
+{
+	free(caa_container_of(h, struct rtioreq__map, rcu));
+}
+
+void rtioreq__map_retire(struct rtioreq__map *m)
+{
+	if (m)
+		rtioreq__rcu_call(&m->rcu, map_free_cb);
+}

@@ -1,0 +1,1368 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Profile loader and validator.
+ *
+ * Loading takes three passes over one in-memory copy of the file:
+ *  1. libyaml's document API parses it (syntax errors carry libyaml's mark) and we
+ *     check there is exactly one, non-empty document;
+ *  2. a walk of that document against the libcyaml schema below reports unknown keys,
+ *     duplicate keys, wrong types, bad enumerated words, string lengths and missing
+ *     required keys at the node's line:column, and records the marks of every mapping
+ *     key, value and list item by path ("cores[0].slots[1].vcpus[2]") in the index;
+ *  3. libcyaml loads the same bytes into struct rtioreq_profile. Pass 2 rejects what
+ *     libcyaml would, so its errors are not expected here; if one comes anyway, its
+ *     logged message is reported at the position its backtrace names.
+ * Why pass 2 and not only libcyaml's log (measured with libcyaml 1.3.1): it stops at the
+ * first error; for an unknown key its backtrace names the mapping at the position of the
+ * previous value, not the key; for a missing key the position of the last field read;
+ * it accepts any word as a boolean ("maybe" loads as true); an empty file or a file of
+ * comments loads as success with a NULL result; documents after the first are ignored
+ * with a notice.
+ *
+ * rtioreq_profile_validate() then checks the values, naming positions from the index.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cyaml/cyaml.h>
+#include <yaml.h>
+
+#include "rtioreq/rt/profile.h"
+
+/* ------------------------------------------------------------------------- */
+/* Schema (the keys are documented in docs/profiles.md) */
+
+static const cyaml_strval_t mode_strs[] = {
+	{ "polling", RTIOREQ_PROFILE_POLLING },
+	{ "notify", RTIOREQ_PROFILE_NOTIFY },
+};
+static const cyaml_strval_t isolation_strs[] = {
+	{ "none", RTIOREQ_PROFILE_ISOLATION_NONE },
+	{ "cpuset", RTIOREQ_PROFILE_ISOLATION_CPUSET },
+};
+static const cyaml_strval_t policy_strs[] = {
+	{ "other", RTIOREQ_PROFILE_OTHER },
+	{ "fifo", RTIOREQ_PROFILE_FIFO },
+	{ "rr", RTIOREQ_PROFILE_RR },
+};
+static const cyaml_strval_t role_strs[] = {
+	{ "poller", RTIOREQ_PROFILE_ROLE_POLLER },
+	{ "dispatcher", RTIOREQ_PROFILE_ROLE_DISPATCHER },
+	{ "clients", RTIOREQ_PROFILE_ROLE_CLIENTS },
+};
+static const cyaml_strval_t idle_strs[] = {
+	{ "spin", RTIOREQ_PROFILE_IDLE_SPIN },
+	{ "hybrid", RTIOREQ_PROFILE_IDLE_HYBRID },
+};
+static const cyaml_strval_t range_type_strs[] = {
+	{ "pio", RTIOREQ_PROFILE_PIO },
+	{ "mmio", RTIOREQ_PROFILE_MMIO },
+};
+
+#define OPT CYAML_FLAG_OPTIONAL
+#define ENUM_FIELD(key, flags, st, member, strs)                                                \
+	CYAML_FIELD_ENUM(key, (flags) | CYAML_FLAG_STRICT, st, member, strs,                     \
+			 CYAML_ARRAY_LEN(strs))
+
+static const cyaml_schema_value_t int_entry = {
+	CYAML_VALUE_INT(CYAML_FLAG_DEFAULT, int64_t),
+};
+
+static const cyaml_schema_field_t slot_fields[] = {
+	CYAML_FIELD_INT("vm", CYAML_FLAG_DEFAULT, struct rtioreq_profile_slot, vm),
+	CYAML_FIELD_INT("vcpu", OPT, struct rtioreq_profile_slot, vcpu),
+	CYAML_FIELD_SEQUENCE_COUNT("vcpus", CYAML_FLAG_POINTER | OPT, struct rtioreq_profile_slot,
+				   vcpus, n_vcpus, &int_entry, 0, CYAML_UNLIMITED),
+	CYAML_FIELD_END
+};
+static const cyaml_schema_value_t slot_entry = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct rtioreq_profile_slot, slot_fields),
+};
+
+static const cyaml_schema_field_t core_fields[] = {
+	CYAML_FIELD_INT("cpu", CYAML_FLAG_DEFAULT, struct rtioreq_profile_core, cpu),
+	CYAML_FIELD_FLAGS("role", CYAML_FLAG_STRICT, struct rtioreq_profile_core, roles, role_strs,
+			  CYAML_ARRAY_LEN(role_strs)),
+	ENUM_FIELD("isolation", OPT, struct rtioreq_profile_core, isolation, isolation_strs),
+	ENUM_FIELD("policy", OPT, struct rtioreq_profile_core, policy, policy_strs),
+	CYAML_FIELD_INT("priority", OPT, struct rtioreq_profile_core, priority),
+	ENUM_FIELD("idle", OPT, struct rtioreq_profile_core, idle, idle_strs),
+	CYAML_FIELD_UINT("spin_us", OPT, struct rtioreq_profile_core, spin_us),
+	CYAML_FIELD_SEQUENCE_COUNT("slots", CYAML_FLAG_POINTER | OPT, struct rtioreq_profile_core,
+				   slots, n_slots, &slot_entry, 0, CYAML_UNLIMITED),
+	CYAML_FIELD_END
+};
+static const cyaml_schema_value_t core_entry = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct rtioreq_profile_core, core_fields),
+};
+
+static const cyaml_schema_field_t range_fields[] = {
+	ENUM_FIELD("type", CYAML_FLAG_DEFAULT, struct rtioreq_profile_range, type,
+		   range_type_strs),
+	CYAML_FIELD_UINT("start", CYAML_FLAG_DEFAULT, struct rtioreq_profile_range, start),
+	CYAML_FIELD_UINT("end", CYAML_FLAG_DEFAULT, struct rtioreq_profile_range, end),
+	CYAML_FIELD_END
+};
+static const cyaml_schema_value_t range_entry = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct rtioreq_profile_range, range_fields),
+};
+
+static const cyaml_schema_field_t device_fields[] = {
+	CYAML_FIELD_STRING("name", CYAML_FLAG_DEFAULT, struct rtioreq_profile_device, name, 1),
+	CYAML_FIELD_STRING("client", OPT, struct rtioreq_profile_device, client, 1),
+	CYAML_FIELD_SEQUENCE_COUNT("ranges", CYAML_FLAG_POINTER, struct rtioreq_profile_device,
+				   ranges, n_ranges, &range_entry, 1, CYAML_UNLIMITED),
+	CYAML_FIELD_END
+};
+static const cyaml_schema_value_t device_entry = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct rtioreq_profile_device, device_fields),
+};
+
+static const cyaml_schema_field_t vm_fields[] = {
+	CYAML_FIELD_INT("id", CYAML_FLAG_DEFAULT, struct rtioreq_profile_vm, id),
+	CYAML_FIELD_INT("vcpus", CYAML_FLAG_DEFAULT, struct rtioreq_profile_vm, vcpus),
+	CYAML_FIELD_BOOL("completion_polling", OPT, struct rtioreq_profile_vm, completion_polling),
+	CYAML_FIELD_SEQUENCE_COUNT("devices", CYAML_FLAG_POINTER | OPT, struct rtioreq_profile_vm,
+				   devices, n_devices, &device_entry, 0, CYAML_UNLIMITED),
+	CYAML_FIELD_END
+};
+static const cyaml_schema_value_t vm_entry = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct rtioreq_profile_vm, vm_fields),
+};
+
+static const cyaml_schema_field_t top_fields[] = {
+	ENUM_FIELD("mode", OPT, struct rtioreq_profile, mode, mode_strs),
+	CYAML_FIELD_BOOL("cpu_dma_latency", OPT, struct rtioreq_profile, cpu_dma_latency),
+	CYAML_FIELD_SEQUENCE_COUNT("cores", CYAML_FLAG_POINTER, struct rtioreq_profile, cores,
+				   n_cores, &core_entry, 1, CYAML_UNLIMITED),
+	CYAML_FIELD_SEQUENCE_COUNT("vms", CYAML_FLAG_POINTER, struct rtioreq_profile, vms, n_vms,
+				   &vm_entry, 1, CYAML_UNLIMITED),
+	CYAML_FIELD_END
+};
+static const cyaml_schema_value_t top_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct rtioreq_profile, top_fields),
+};
+
+/* libcyaml allocates through this; so may we (a normalised vcpus list), and cyaml_free() frees. */
+static void *profile_mem(void *ctx, void *ptr, size_t size)
+{
+	if (!size) {
+		free(ptr);
+		return NULL;
+	}
+	return realloc(ptr, size);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Diagnostics and the position index */
+
+struct pos {
+	unsigned int line, column; /* 1-based; 0: unknown */
+};
+
+struct index_ent {
+	char *path;
+	struct pos key; /* the key of a mapping entry; the item itself for a list item */
+	struct pos val;
+};
+
+struct rtioreq__profile_index {
+	rtioreq_profile_diag_fn fn;
+	void *ctx;
+	struct index_ent *ents;
+	size_t n, cap;
+};
+
+struct sink {
+	rtioreq_profile_diag_fn fn;
+	void *ctx;
+	const char *file;
+	bool quiet;
+	unsigned int errors, warnings;
+};
+
+static void emit(struct sink *s, enum rtioreq_profile_severity sev, struct pos at,
+		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void emit(struct sink *s, enum rtioreq_profile_severity sev, struct pos at,
+		 const char *fmt, ...)
+{
+	char what[512], text[1024];
+	const char *tag = sev == RTIOREQ_PROFILE_WARNING ? "warning: " : "";
+	struct rtioreq_profile_diag d;
+	va_list ap;
+
+	if (sev == RTIOREQ_PROFILE_WARNING)
+		s->warnings++;
+	else
+		s->errors++;
+	if (s->quiet)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (at.line)
+		snprintf(text, sizeof(text), "%s:%u:%u: %s%s", s->file, at.line, at.column, tag,
+			 what);
+	else
+		snprintf(text, sizeof(text), "%s: %s%s", s->file, tag, what);
+	d = (struct rtioreq_profile_diag){ .severity = sev, .file = s->file, .line = at.line,
+					   .column = at.column, .what = what, .text = text };
+	if (s->fn)
+		s->fn(s->ctx, &d);
+	else
+		fprintf(stderr, "%s\n", text);
+}
+
+static struct pos mark_pos(yaml_mark_t m)
+{
+	return (struct pos){ (unsigned int)m.line + 1, (unsigned int)m.column + 1 };
+}
+
+static void index_free(struct rtioreq__profile_index *ix)
+{
+	if (!ix)
+		return;
+	for (size_t i = 0; i < ix->n; i++)
+		free(ix->ents[i].path);
+	free(ix->ents);
+	free(ix);
+}
+
+static int index_add(struct rtioreq__profile_index *ix, const char *path, struct pos key,
+		     struct pos val)
+{
+	if (ix->n == ix->cap) {
+		size_t cap = ix->cap ? 2 * ix->cap : 64;
+		struct index_ent *e = realloc(ix->ents, cap * sizeof(*e));
+
+		if (!e)
+			return -ENOMEM;
+		ix->ents = e;
+		ix->cap = cap;
+	}
+	ix->ents[ix->n].path = strdup(path);
+	if (!ix->ents[ix->n].path)
+		return -ENOMEM;
+	ix->ents[ix->n].key = key;
+	ix->ents[ix->n].val = val;
+	ix->n++;
+	return 0;
+}
+
+static const struct index_ent *index_find(const struct rtioreq__profile_index *ix,
+					  const char *path)
+{
+	/* The last entry wins: with duplicate keys, pass 2 already failed the load. */
+	for (size_t i = ix->n; i-- > 0;)
+		if (!strcmp(ix->ents[i].path, path))
+			return &ix->ents[i];
+	return NULL;
+}
+
+enum which { KEY, VAL };
+
+/*
+ * Position of the node at the path built from @fmt. A path not in the file (a key left
+ * to its default) falls back to its closest ancestor that is, then to 1:1.
+ */
+static struct pos at(const struct rtioreq_profile *p, enum which w, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static struct pos at(const struct rtioreq_profile *p, enum which w, const char *fmt, ...)
+{
+	char path[256];
+	const struct index_ent *e;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	for (;;) {
+		char *cut;
+
+		e = index_find(p->index, path);
+		if (e)
+			return w == KEY ? e->key : e->val;
+		cut = strrchr(path, '.');
+		if (!cut || strrchr(path, '[') > cut)
+			cut = strrchr(path, '[');
+		if (!cut)
+			return (struct pos){ 1, 1 };
+		*cut = '\0';
+		w = KEY; /* the ancestor's own position */
+	}
+}
+
+static bool given(const struct rtioreq_profile *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static bool given(const struct rtioreq_profile *p, const char *fmt, ...)
+{
+	char path[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	return index_find(p->index, path) != NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Pass 2: the document against the schema */
+
+struct walk {
+	yaml_document_t *doc;
+	struct rtioreq__profile_index *ix;
+	struct sink *sink;
+	int err; /* -ENOMEM */
+};
+
+static const char *node_kind(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	default:
+		return "a scalar";
+	}
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+/* "one, two, three" */
+static void strs_list(char *buf, size_t len, const cyaml_strval_t *s, uint32_t count)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < count && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", s[i].str);
+}
+
+static bool parse_int(const char *s, bool is_unsigned)
+{
+	char *end;
+
+	if (!*s || (is_unsigned && strchr(s, '-')))
+		return false;
+	errno = 0;
+	if (is_unsigned)
+		(void)strtoull(s, &end, 0);
+	else
+		(void)strtoll(s, &end, 0);
+	return !errno && end != s && !*end;
+}
+
+static bool parse_bool(const char *s)
+{
+	static const char *const words[] = { "true", "false", "yes", "no", "on", "off" };
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcasecmp(s, words[i]))
+			return true;
+	return false;
+}
+
+static bool enum_match(const cyaml_schema_value_t *v, const char *s)
+{
+	for (uint32_t i = 0; i < v->enumeration.count; i++)
+		if (!strcmp(v->enumeration.strings[i].str, s))
+			return true;
+	return false;
+}
+
+static void walk_value(struct walk *w, const cyaml_schema_value_t *v, yaml_node_t *n,
+		       char *path, size_t plen, const char *name);
+
+static void walk_record(struct walk *w, const char *path, struct pos key, struct pos val)
+{
+	if (!w->err)
+		w->err = index_add(w->ix, path, key, val);
+}
+
+static void walk_mapping(struct walk *w, const cyaml_schema_field_t *fields, yaml_node_t *n,
+			 char *path, size_t plen, const char *name)
+{
+	size_t base = strlen(path);
+	unsigned int nf = 0;
+
+	bool seen[16] = { false }; /* no mapping of the schema has more keys */
+
+	while (fields[nf].key && nf < sizeof(seen))
+		nf++;
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = yaml_document_get_node(w->doc, pr->key);
+		yaml_node_t *val = yaml_document_get_node(w->doc, pr->value);
+		unsigned int f;
+
+		if (!k || !val)
+			continue;
+		if (k->type != YAML_SCALAR_NODE) {
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(k->start_mark),
+			     "%s: a key must be a word, not %s", name, node_kind(k));
+			continue;
+		}
+		for (f = 0; f < nf; f++)
+			if (!strcmp(fields[f].key, scalar(k)))
+				break;
+		if (f == nf) {
+			char keys[256];
+			size_t off = 0;
+
+			keys[0] = '\0';
+			for (unsigned int i = 0; i < nf && off < sizeof(keys); i++)
+				off += (size_t)snprintf(keys + off, sizeof(keys) - off, "%s%s",
+							i ? ", " : "", fields[i].key);
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(k->start_mark),
+			     "unknown key '%s' in %s (known: %s)", scalar(k), name, keys);
+			continue;
+		}
+		if (seen[f]) {
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(k->start_mark),
+			     "duplicate key '%s' in %s", fields[f].key, name);
+			continue;
+		}
+		seen[f] = true;
+		snprintf(path + base, plen - base, "%s%s", base ? "." : "", fields[f].key);
+		walk_record(w, path, mark_pos(k->start_mark), mark_pos(val->start_mark));
+		walk_value(w, &fields[f].value, val, path, plen, fields[f].key);
+		path[base] = '\0';
+	}
+	for (unsigned int f = 0; f < nf; f++)
+		if (!seen[f] && !(fields[f].value.flags & CYAML_FLAG_OPTIONAL))
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(n->start_mark),
+			     "missing required key '%s' in %s", fields[f].key, name);
+}
+
+static void walk_value(struct walk *w, const cyaml_schema_value_t *v, yaml_node_t *n,
+		       char *path, size_t plen, const char *name)
+{
+	struct pos p = mark_pos(n->start_mark);
+	char words[128];
+	const char *want = NULL;
+
+	switch (v->type) {
+	case CYAML_INT:
+	case CYAML_UINT:
+		if (n->type != YAML_SCALAR_NODE || !parse_int(scalar(n), v->type == CYAML_UINT))
+			want = v->type == CYAML_UINT ? "a non-negative integer" : "an integer";
+		break;
+	case CYAML_BOOL:
+		if (n->type != YAML_SCALAR_NODE || !parse_bool(scalar(n)))
+			want = "true or false";
+		break;
+	case CYAML_STRING:
+		if (n->type != YAML_SCALAR_NODE) {
+			want = "a string";
+		} else if (strlen(scalar(n)) < v->string.min || strlen(scalar(n)) > v->string.max) {
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, p,
+			     "%s: '%s' must be %u to %u characters long", name, scalar(n),
+			     v->string.min, v->string.max);
+		}
+		break;
+	case CYAML_ENUM:
+		if (n->type != YAML_SCALAR_NODE || !enum_match(v, scalar(n))) {
+			strs_list(words, sizeof(words), v->enumeration.strings,
+				  v->enumeration.count);
+			if (n->type == YAML_SCALAR_NODE)
+				emit(w->sink, RTIOREQ_PROFILE_ERROR, p,
+				     "%s: '%s' is not one of: %s", name, scalar(n), words);
+			else
+				emit(w->sink, RTIOREQ_PROFILE_ERROR, p,
+				     "%s: expected one of: %s, got %s", name, words, node_kind(n));
+		}
+		break;
+	case CYAML_FLAGS:
+		strs_list(words, sizeof(words), v->enumeration.strings, v->enumeration.count);
+		if (n->type != YAML_SEQUENCE_NODE) {
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, p,
+			     "%s: expected a list of: %s (e.g. [%s]), got %s", name, words,
+			     v->enumeration.strings[0].str,
+			     n->type == YAML_SCALAR_NODE ? scalar(n) : node_kind(n));
+			break;
+		}
+		for (yaml_node_item_t *it = n->data.sequence.items.start;
+		     it < n->data.sequence.items.top; it++) {
+			yaml_node_t *e = yaml_document_get_node(w->doc, *it);
+
+			if (e && (e->type != YAML_SCALAR_NODE || !enum_match(v, scalar(e))))
+				emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(e->start_mark),
+				     "%s: '%s' is not one of: %s", name,
+				     e->type == YAML_SCALAR_NODE ? scalar(e) : node_kind(e), words);
+		}
+		break;
+	case CYAML_MAPPING:
+		if (n->type != YAML_MAPPING_NODE) {
+			want = "a mapping";
+			break;
+		}
+		walk_mapping(w, v->mapping.fields, n, path, plen, path[0] ? path : "the profile");
+		break;
+	case CYAML_SEQUENCE: {
+		size_t base = strlen(path);
+		uint32_t count, i = 0;
+
+		if (n->type != YAML_SEQUENCE_NODE) {
+			want = "a list";
+			break;
+		}
+		count = (uint32_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+		if (count < v->sequence.min)
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, p, "%s: needs at least %u entr%s",
+			     name, v->sequence.min, v->sequence.min == 1 ? "y" : "ies");
+		for (yaml_node_item_t *it = n->data.sequence.items.start;
+		     it < n->data.sequence.items.top; it++, i++) {
+			yaml_node_t *e = yaml_document_get_node(w->doc, *it);
+
+			if (!e)
+				continue;
+			snprintf(path + base, plen - base, "[%u]", i);
+			walk_record(w, path, mark_pos(e->start_mark), mark_pos(e->start_mark));
+			walk_value(w, v->sequence.entry, e, path, plen, path);
+			path[base] = '\0';
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	if (want)
+		emit(w->sink, RTIOREQ_PROFILE_ERROR, p, "%s: expected %s, got %s%s%s", name, want,
+		     n->type == YAML_SCALAR_NODE ? "'" : "",
+		     n->type == YAML_SCALAR_NODE ? scalar(n) : node_kind(n),
+		     n->type == YAML_SCALAR_NODE ? "'" : "");
+}
+
+/* ------------------------------------------------------------------------- */
+/* Loading */
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return NULL;
+	buf = malloc(RTIOREQ_PROFILE_MAX_BYTES + 1);
+	if (!buf) {
+		fclose(f);
+		errno = ENOMEM;
+		return NULL;
+	}
+	n = fread(buf, 1, RTIOREQ_PROFILE_MAX_BYTES + 1, f);
+	if (ferror(f) || n > RTIOREQ_PROFILE_MAX_BYTES) {
+		int e = ferror(f) ? EIO : EFBIG;
+
+		fclose(f);
+		free(buf);
+		errno = e;
+		return NULL;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* libcyaml's log, kept to report an error pass 2 did not foresee. */
+struct cylog {
+	char buf[2048];
+	size_t len;
+};
+
+static void cyaml_log_capture(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+{
+	struct cylog *l = ctx;
+	int n;
+
+	if (l->len >= sizeof(l->buf) - 1)
+		return;
+	n = vsnprintf(l->buf + l->len, sizeof(l->buf) - l->len, fmt, args);
+	if (n > 0)
+		l->len += (size_t)n < sizeof(l->buf) - l->len ? (size_t)n
+							      : sizeof(l->buf) - 1 - l->len;
+}
+
+/*
+ * rtioreq__profile_cyaml_report() - turn libcyaml's log of a failed load into one
+ * diagnostic: its first line (less the "Load: " prefix), at the innermost position of its
+ * backtrace ("  in mapping field 'x' (line: L, column: C)", libcyaml >= 1.2), or 1:1.
+ * Writes "what" into @what and the position into @line/@column.
+ */
+void rtioreq__profile_cyaml_report(const char *log, cyaml_err_t err, char *what, size_t len,
+				   unsigned int *line, unsigned int *column);
+
+void rtioreq__profile_cyaml_report(const char *log, cyaml_err_t err, char *what, size_t len,
+				   unsigned int *line, unsigned int *column)
+{
+	const char *s = log, *nl, *pos;
+	size_t n;
+
+	if (!strncmp(s, "Load: ", 6))
+		s += 6;
+	nl = strchr(s, '\n');
+	n = nl ? (size_t)(nl - s) : strlen(s);
+	if (!n)
+		snprintf(what, len, "libcyaml: %s", cyaml_strerror(err));
+	else
+		snprintf(what, len, "libcyaml: %.*s", (int)n, s);
+	*line = 1;
+	*column = 1;
+	pos = strstr(log, "(line: ");
+	if (pos && sscanf(pos, "(line: %u, column: %u)", line, column) != 2) {
+		*line = 1;
+		*column = 1;
+	}
+}
+
+/* Defaults that are not zero, and the `vcpu: N` form turned into a one-entry list. */
+static int profile_normalise(struct rtioreq_profile *p)
+{
+	for (unsigned int i = 0; i < p->n_cores; i++) {
+		struct rtioreq_profile_core *c = &p->cores[i];
+
+		if (c->idle == RTIOREQ_PROFILE_IDLE_HYBRID && !given(p, "cores[%u].spin_us", i))
+			c->spin_us = RTIOREQ_PROFILE_SPIN_US_DEFAULT;
+		for (unsigned int j = 0; j < c->n_slots; j++) {
+			struct rtioreq_profile_slot *s = &c->slots[j];
+
+			if (s->vcpus || !given(p, "cores[%u].slots[%u].vcpu", i, j))
+				continue;
+			s->vcpus = profile_mem(NULL, NULL, sizeof(*s->vcpus));
+			if (!s->vcpus)
+				return -ENOMEM;
+			s->vcpus[0] = s->vcpu;
+			s->n_vcpus = 1;
+		}
+	}
+	for (unsigned int i = 0; i < p->n_vms; i++) {
+		struct rtioreq_profile_vm *vm = &p->vms[i];
+
+		if (!given(p, "vms[%u].completion_polling", i))
+			vm->completion_polling = true;
+		for (unsigned int j = 0; j < vm->n_devices; j++)
+			if (!vm->devices[j].client[0])
+				memcpy(vm->devices[j].client, vm->devices[j].name,
+				       sizeof(vm->devices[j].client));
+	}
+	return 0;
+}
+
+static const cyaml_config_t *cyaml_cfg(struct cylog *log, cyaml_config_t *cfg)
+{
+	*cfg = (cyaml_config_t){
+		.log_fn = cyaml_log_capture,
+		.log_ctx = log,
+		.mem_fn = profile_mem,
+		.log_level = CYAML_LOG_WARNING,
+		.flags = CYAML_CFG_DEFAULT,
+	};
+	return cfg;
+}
+
+void rtioreq_profile_free(struct rtioreq_profile *p)
+{
+	cyaml_config_t cfg;
+	struct cylog log = { .len = 0 };
+
+	if (!p)
+		return;
+	free(p->path);
+	index_free(p->index);
+	p->path = NULL;
+	p->index = NULL;
+	cyaml_free(cyaml_cfg(&log, &cfg), &top_schema, p, 0);
+}
+
+/* Passes 1 and 2. Return 0, -EINVAL (reported) or -ENOMEM. */
+static int profile_scan(const char *buf, size_t len, struct rtioreq__profile_index *ix,
+			struct sink *sink)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc, extra;
+	yaml_node_t *root;
+	char path[256] = "";
+	struct walk w = { .doc = &doc, .ix = ix, .sink = sink };
+	int r = 0;
+
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		if (parser.error == YAML_MEMORY_ERROR) {
+			r = -ENOMEM;
+		} else {
+			emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(parser.problem_mark),
+			     "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "?",
+			     parser.context ? " " : "", parser.context ? parser.context : "");
+			r = -EINVAL;
+		}
+		yaml_parser_delete(&parser);
+		return r;
+	}
+	root = yaml_document_get_root_node(&doc);
+	if (!root || (root->type == YAML_SCALAR_NODE && !root->data.scalar.length)) {
+		emit(sink, RTIOREQ_PROFILE_ERROR, (struct pos){ 1, 1 },
+		     "empty profile: expected a mapping with the keys cores and vms");
+		r = -EINVAL;
+		goto out;
+	}
+	if (yaml_parser_load(&parser, &extra)) {
+		yaml_node_t *second = yaml_document_get_root_node(&extra);
+
+		if (second)
+			emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(extra.start_mark),
+			     "a profile is one YAML document; a second one starts here");
+		yaml_document_delete(&extra);
+		if (second) {
+			r = -EINVAL;
+			goto out;
+		}
+	} else {
+		emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(parser.problem_mark),
+		     "YAML syntax error: %s", parser.problem ? parser.problem : "?");
+		r = -EINVAL;
+		goto out;
+	}
+	walk_value(&w, &top_schema, root, path, sizeof(path), "the profile");
+	r = w.err ? w.err : sink->errors ? -EINVAL : 0;
+out:
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return r;
+}
+
+struct rtioreq_profile *rtioreq_profile_load(const char *path, rtioreq_profile_diag_fn diag,
+					     void *ctx)
+{
+	struct sink sink = { .fn = diag, .ctx = ctx, .file = path };
+	struct rtioreq__profile_index *ix;
+	struct rtioreq_profile *p = NULL;
+	struct cylog log = { .len = 0 };
+	cyaml_config_t cfg;
+	cyaml_err_t cerr;
+	size_t len = 0;
+	char *buf;
+	int r;
+
+	if (!path) {
+		errno = EINVAL;
+		return NULL;
+	}
+	buf = read_file(path, &len);
+	if (!buf) {
+		int e = errno;
+
+		emit(&sink, RTIOREQ_PROFILE_ERROR, (struct pos){ 0, 0 }, "cannot read: %s",
+		     e == EFBIG ? "larger than 1 MiB" : strerror(e));
+		errno = e;
+		return NULL;
+	}
+	ix = calloc(1, sizeof(*ix));
+	if (!ix) {
+		free(buf);
+		errno = ENOMEM;
+		return NULL;
+	}
+	ix->fn = diag;
+	ix->ctx = ctx;
+	r = profile_scan(buf, len, ix, &sink);
+	if (r)
+		goto fail;
+	cerr = cyaml_load_data((const uint8_t *)buf, len, cyaml_cfg(&log, &cfg), &top_schema,
+			       (cyaml_data_t **)&p, NULL);
+	if (cerr != CYAML_OK || !p) {
+		char what[512];
+		unsigned int line, column;
+
+		if (cerr == CYAML_ERR_OOM) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		rtioreq__profile_cyaml_report(log.buf, cerr, what, sizeof(what), &line, &column);
+		emit(&sink, RTIOREQ_PROFILE_ERROR, (struct pos){ line, column }, "%s", what);
+		r = -EINVAL;
+		goto fail;
+	}
+	p->index = ix;
+	ix = NULL;
+	p->path = strdup(path);
+	if (!p->path || profile_normalise(p)) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	free(buf);
+	return p;
+fail:
+	rtioreq_profile_free(p);
+	index_free(ix);
+	free(buf);
+	errno = -r;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Validation */
+
+static const char *const policy_names[] = { "other", "fifo", "rr" };
+static const char *const idle_names[] = { "spin", "hybrid" };
+static const char *const range_names[] = { "pio", "mmio" };
+
+const char *rtioreq_profile_policy_name(enum rtioreq_profile_policy policy)
+{
+	return (unsigned int)policy < 3 ? policy_names[policy] : "?";
+}
+
+/* /sys/devices/system/cpu/online: "0-3,6,8-11". Return 0 or -errno. */
+static int online_cpus(cpu_set_t *set)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/online", "r");
+	char line[4096], *s, *end;
+
+	CPU_ZERO(set);
+	if (!f || !fgets(line, sizeof(line), f)) {
+		if (f)
+			fclose(f);
+		return sched_getaffinity(0, sizeof(*set), set) ? -errno : 0;
+	}
+	fclose(f);
+	for (s = line; *s && *s != '\n';) {
+		unsigned long a = strtoul(s, &end, 10), b = a;
+
+		if (end == s)
+			return -EINVAL;
+		if (*end == '-')
+			b = strtoul(end + 1, &end, 10);
+		for (unsigned long c = a; c <= b && c < CPU_SETSIZE; c++)
+			CPU_SET(c, set);
+		s = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
+static void cpus_str(char *buf, size_t len, const cpu_set_t *set)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int c = 0; c < CPU_SETSIZE && off < len; c++) {
+		int e = c;
+
+		if (!CPU_ISSET(c, set))
+			continue;
+		while (e + 1 < CPU_SETSIZE && CPU_ISSET(e + 1, set))
+			e++;
+		if (e == c)
+			off += (size_t)snprintf(buf + off, len - off, "%s%d", off ? "," : "", c);
+		else
+			off += (size_t)snprintf(buf + off, len - off, "%s%d-%d", off ? "," : "", c,
+						e);
+		c = e;
+	}
+}
+
+static int vm_find(const struct rtioreq_profile *p, int64_t id)
+{
+	for (unsigned int i = 0; i < p->n_vms; i++)
+		if (p->vms[i].id == id)
+			return (int)i;
+	return -1;
+}
+
+static void check_vms(const struct rtioreq_profile *p, struct sink *s)
+{
+	if (p->n_vms > RTIOREQ_MAX_VMS)
+		emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u]", RTIOREQ_MAX_VMS),
+		     "%u VMs: at most %u are supported", p->n_vms, RTIOREQ_MAX_VMS);
+	for (unsigned int i = 0; i < p->n_vms; i++) {
+		const struct rtioreq_profile_vm *vm = &p->vms[i];
+
+		if (vm->id < 0 || vm->id > UINT16_MAX)
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u].id", i),
+			     "VM id %" PRId64 " out of range 0..65535", vm->id);
+		for (unsigned int j = 0; j < i; j++)
+			if (p->vms[j].id == vm->id) {
+				emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u].id", i),
+				     "duplicate VM id %" PRId64 " (first at line %u)", vm->id,
+				     at(p, VAL, "vms[%u].id", j).line);
+				break;
+			}
+		if (vm->vcpus < 1 || vm->vcpus > RTIOREQ_IO_REQUEST_MAX)
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u].vcpus", i),
+			     "vcpus %" PRId64 " out of range 1..%u", vm->vcpus,
+			     RTIOREQ_IO_REQUEST_MAX);
+		for (unsigned int d = 0; d < vm->n_devices; d++) {
+			const struct rtioreq_profile_device *dev = &vm->devices[d];
+
+			for (unsigned int e = 0; e < d; e++)
+				if (!strcmp(vm->devices[e].name, dev->name)) {
+					emit(s, RTIOREQ_PROFILE_ERROR,
+					     at(p, VAL, "vms[%u].devices[%u].name", i, d),
+					     "duplicate device name '%s' in VM %" PRId64
+					     " (first at line %u)",
+					     dev->name, vm->id,
+					     at(p, VAL, "vms[%u].devices[%u].name", i, e).line);
+					break;
+				}
+			for (unsigned int r = 0; r < dev->n_ranges; r++) {
+				const struct rtioreq_profile_range *rg = &dev->ranges[r];
+				const char *t = range_names[rg->type];
+
+				if (rg->start > rg->end) {
+					emit(s, RTIOREQ_PROFILE_ERROR,
+					     at(p, VAL, "vms[%u].devices[%u].ranges[%u].end", i, d, r),
+					     "%s range start 0x%" PRIx64 " is above its end 0x%" PRIx64,
+					     t, rg->start, rg->end);
+					continue;
+				}
+				if (rg->type == RTIOREQ_PROFILE_PIO && rg->end > 0xffff) {
+					emit(s, RTIOREQ_PROFILE_ERROR,
+					     at(p, VAL, "vms[%u].devices[%u].ranges[%u].end", i, d, r),
+					     "pio range end 0x%" PRIx64 " is above port 0xffff",
+					     rg->end);
+					continue;
+				}
+				/* Against every earlier valid range of this VM and type. */
+				for (unsigned int d2 = 0; d2 <= d; d2++) {
+					const struct rtioreq_profile_device *o = &vm->devices[d2];
+					unsigned int lim = d2 == d ? r : o->n_ranges;
+
+					for (unsigned int r2 = 0; r2 < lim; r2++) {
+						const struct rtioreq_profile_range *q = &o->ranges[r2];
+
+						if (q->type != rg->type || q->start > q->end ||
+						    rg->start > q->end || q->start > rg->end)
+							continue;
+						emit(s, RTIOREQ_PROFILE_ERROR,
+						     at(p, KEY, "vms[%u].devices[%u].ranges[%u]", i,
+							d, r),
+						     "%s range 0x%" PRIx64 "..0x%" PRIx64
+						     " overlaps 0x%" PRIx64 "..0x%" PRIx64
+						     " of device '%s' (line %u)",
+						     t, rg->start, rg->end, q->start, q->end, o->name,
+						     at(p, KEY, "vms[%u].devices[%u].ranges[%u]", i,
+							d2, r2)
+							     .line);
+						d2 = d + 1; /* one report per range */
+						break;
+					}
+				}
+			}
+		}
+	}
+}
+
+struct slot_owner {
+	bool taken;
+	unsigned int core, slot, item;
+};
+
+static void check_cores(const struct rtioreq_profile *p, bool host_check, const cpu_set_t *online,
+			struct sink *s)
+{
+	struct slot_owner(*owner)[RTIOREQ_IO_REQUEST_MAX] =
+		calloc(p->n_vms ? p->n_vms : 1, sizeof(*owner));
+	int dispatcher = -1, clients = -1;
+	char cpus[256];
+
+	cpus_str(cpus, sizeof(cpus), online);
+	for (unsigned int i = 0; i < p->n_cores; i++) {
+		const struct rtioreq_profile_core *c = &p->cores[i];
+		bool poller = c->roles & RTIOREQ_PROFILE_ROLE_POLLER;
+
+		if (c->cpu < 0 || c->cpu >= CPU_SETSIZE) {
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].cpu", i),
+			     "cpu %" PRId64 " out of range 0..%d", c->cpu, CPU_SETSIZE - 1);
+		} else if (!CPU_ISSET((int)c->cpu, online)) {
+			emit(s, host_check ? RTIOREQ_PROFILE_ERROR : RTIOREQ_PROFILE_WARNING,
+			     at(p, VAL, "cores[%u].cpu", i),
+			     "CPU %" PRId64 " is not online on this host (online: %s)", c->cpu,
+			     cpus);
+		}
+		for (unsigned int j = 0; j < i; j++)
+			if (p->cores[j].cpu == c->cpu) {
+				emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].cpu", i),
+				     "duplicate cpu %" PRId64
+				     " (first at line %u): give one entry with all its roles",
+				     c->cpu, at(p, VAL, "cores[%u].cpu", j).line);
+				break;
+			}
+
+		/* Roles */
+		if (!c->roles)
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].role", i),
+			     "role is empty: give poller, dispatcher and/or clients");
+		if (poller && (c->roles & RTIOREQ_PROFILE_ROLE_DISPATCHER))
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].role", i),
+			     "CPU %" PRId64 " is both a poller and the fallback dispatcher: "
+			     "the poller would starve it",
+			     c->cpu);
+		else if (poller && (c->roles & RTIOREQ_PROFILE_ROLE_CLIENTS) &&
+			 c->idle == RTIOREQ_PROFILE_IDLE_SPIN)
+			emit(s, RTIOREQ_PROFILE_WARNING, at(p, VAL, "cores[%u].role", i),
+			     "client threads share CPU %" PRId64
+			     " with a spinning poller: they run only when it yields",
+			     c->cpu);
+		if (c->roles & RTIOREQ_PROFILE_ROLE_DISPATCHER) {
+			if (dispatcher >= 0)
+				emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].role", i),
+				     "a second dispatcher core (first at line %u): there is one "
+				     "fallback dispatcher",
+				     at(p, VAL, "cores[%d].role", dispatcher).line);
+			else
+				dispatcher = (int)i;
+		}
+		if (c->roles & RTIOREQ_PROFILE_ROLE_CLIENTS) {
+			if (clients >= 0)
+				emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].role", i),
+				     "a second clients core (first at line %u)",
+				     at(p, VAL, "cores[%d].role", clients).line);
+			else
+				clients = (int)i;
+		}
+
+		/* Scheduling */
+		if (c->policy == RTIOREQ_PROFILE_OTHER) {
+			if (c->priority)
+				emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].priority", i),
+				     "priority %" PRId64 " with policy other: must be 0 "
+				     "(use fifo or rr for 1..99)",
+				     c->priority);
+		} else if (!given(p, "cores[%u].priority", i)) {
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].policy", i),
+			     "policy %s needs a priority in 1..99", policy_names[c->policy]);
+		} else if (c->priority < 1 || c->priority > 99) {
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].priority", i),
+			     "priority %" PRId64 " out of range 1..99", c->priority);
+		}
+
+		/* Idle strategy */
+		if (!poller && given(p, "cores[%u].idle", i))
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, KEY, "cores[%u].idle", i),
+			     "idle is only valid on a poller core");
+		if (given(p, "cores[%u].spin_us", i)) {
+			if (c->idle != RTIOREQ_PROFILE_IDLE_HYBRID)
+				emit(s, RTIOREQ_PROFILE_ERROR, at(p, KEY, "cores[%u].spin_us", i),
+				     "spin_us is only valid with idle: hybrid (idle is %s)",
+				     idle_names[c->idle]);
+			else if (c->spin_us < 1 || c->spin_us > RTIOREQ_PROFILE_SPIN_US_MAX)
+				emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].spin_us", i),
+				     "spin_us %" PRIu64 " out of range 1..%u", c->spin_us,
+				     RTIOREQ_PROFILE_SPIN_US_MAX);
+		}
+
+		/* Slots */
+		if (c->n_slots && !poller)
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, KEY, "cores[%u].slots", i),
+			     "slots given on CPU %" PRId64 ", which is not a poller", c->cpu);
+		else if (poller && !c->n_slots)
+			emit(s, RTIOREQ_PROFILE_WARNING, at(p, VAL, "cores[%u].role", i),
+			     "poller on CPU %" PRId64 " polls no slot", c->cpu);
+		for (unsigned int j = 0; j < c->n_slots; j++) {
+			const struct rtioreq_profile_slot *sl = &c->slots[j];
+			bool one = given(p, "cores[%u].slots[%u].vcpu", i, j);
+			bool list = given(p, "cores[%u].slots[%u].vcpus", i, j);
+			int v = vm_find(p, sl->vm);
+
+			if (one == list) {
+				emit(s, RTIOREQ_PROFILE_ERROR,
+				     at(p, KEY, "cores[%u].slots[%u]", i, j),
+				     one ? "give vcpu or vcpus, not both"
+					 : "missing vcpu (one vCPU) or vcpus (a list)");
+				continue;
+			}
+			if (list && !sl->n_vcpus)
+				emit(s, RTIOREQ_PROFILE_ERROR,
+				     at(p, VAL, "cores[%u].slots[%u].vcpus", i, j),
+				     "vcpus is an empty list");
+			if (v < 0) {
+				emit(s, RTIOREQ_PROFILE_ERROR,
+				     at(p, VAL, "cores[%u].slots[%u].vm", i, j),
+				     "slot names unknown VM %" PRId64 " (not under vms)", sl->vm);
+				continue;
+			}
+			for (unsigned int k = 0; k < sl->n_vcpus; k++) {
+				int64_t vcpu = sl->vcpus[k];
+				int64_t n = p->vms[v].vcpus;
+				struct pos vp = list ? at(p, VAL, "cores[%u].slots[%u].vcpus[%u]", i,
+							  j, k)
+						     : at(p, VAL, "cores[%u].slots[%u].vcpu", i, j);
+				struct slot_owner *o;
+
+				if (vcpu < 0 || vcpu >= n) {
+					emit(s, RTIOREQ_PROFILE_ERROR, vp,
+					     "vCPU %" PRId64 " out of range: VM %" PRId64
+					     " has %" PRId64 " vCPU%s (0..%" PRId64 ")",
+					     vcpu, sl->vm, n, n == 1 ? "" : "s", n - 1);
+					continue;
+				}
+				if (!owner || vcpu >= RTIOREQ_IO_REQUEST_MAX)
+					continue;
+				o = &owner[v][vcpu];
+				if (o->taken) {
+					const struct rtioreq_profile_core *oc = &p->cores[o->core];
+
+					emit(s, RTIOREQ_PROFILE_ERROR, vp,
+					     "slot VM %" PRId64 " vCPU %" PRId64
+					     " is already polled by CPU %" PRId64 " (line %u)",
+					     sl->vm, vcpu, oc->cpu,
+					     given(p, "cores[%u].slots[%u].vcpus", o->core, o->slot)
+						     ? at(p, VAL, "cores[%u].slots[%u].vcpus[%u]",
+							  o->core, o->slot, o->item)
+							       .line
+						     : at(p, VAL, "cores[%u].slots[%u].vcpu",
+							  o->core, o->slot)
+							       .line);
+					continue;
+				}
+				*o = (struct slot_owner){ true, i, j, k };
+			}
+		}
+	}
+	if (p->mode == RTIOREQ_PROFILE_NOTIFY)
+		for (unsigned int i = 0; i < p->n_cores; i++)
+			if (p->cores[i].roles & RTIOREQ_PROFILE_ROLE_POLLER) {
+				emit(s, RTIOREQ_PROFILE_WARNING, at(p, VAL, "mode"),
+				     "mode notify: pollers are not started, every slot is served "
+				     "on the fallback path");
+				break;
+			}
+	free(owner);
+}
+
+static int profile_check(const struct rtioreq_profile *p, bool host_check,
+			 const cpu_set_t *online, bool quiet)
+{
+	struct sink s = { .fn = p->index->fn, .ctx = p->index->ctx, .file = p->path,
+			  .quiet = quiet };
+	cpu_set_t set;
+
+	if (!online) {
+		int r = online_cpus(&set);
+
+		if (r)
+			return r;
+		online = &set;
+	}
+	check_vms(p, &s);
+	check_cores(p, host_check, online, &s);
+	return s.errors ? -EINVAL : 0;
+}
+
+int rtioreq_profile_validate_cpus(const struct rtioreq_profile *p, bool host_check,
+				  const cpu_set_t *online)
+{
+	if (!p || !p->index)
+		return -EINVAL;
+	return profile_check(p, host_check, online, false);
+}
+
+int rtioreq_profile_validate(const struct rtioreq_profile *p, bool host_check)
+{
+	return rtioreq_profile_validate_cpus(p, host_check, NULL);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Plan */
+
+static const int sched_policy[] = { SCHED_OTHER, SCHED_FIFO, SCHED_RR };
+
+static void plan_thread(struct rtioreq_profile_plan_thread *t,
+			enum rtioreq_profile_thread_kind kind, const struct rtioreq_profile *p,
+			int core, const char *name)
+{
+	const struct rtioreq_profile_core *c = core >= 0 ? &p->cores[core] : NULL;
+
+	*t = (struct rtioreq_profile_plan_thread){ .kind = kind, .core = core };
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->attr = (struct rtioreq_thread_attr)RTIOREQ_THREAD_ATTR_DEFAULT;
+	t->attr.policy = SCHED_OTHER;
+	t->attr.name = t->name;
+	if (!c)
+		return;
+	t->attr.cpu = (int)c->cpu;
+	t->attr.policy = sched_policy[c->policy];
+	t->attr.priority = (int)c->priority;
+	t->isolation = c->isolation;
+	if (kind == RTIOREQ_PROFILE_THREAD_POLLER) {
+		t->idle = c->idle;
+		t->spin_us = c->idle == RTIOREQ_PROFILE_IDLE_HYBRID ? c->spin_us : 0;
+	}
+}
+
+static int core_with(const struct rtioreq_profile *p, unsigned int role)
+{
+	for (unsigned int i = 0; i < p->n_cores; i++)
+		if (p->cores[i].roles & role)
+			return (int)i;
+	return -1;
+}
+
+void rtioreq_profile_plan_free(struct rtioreq_profile_plan *plan)
+{
+	if (!plan)
+		return;
+	free(plan->threads);
+	free(plan->slots);
+	plan->threads = NULL;
+	plan->slots = NULL;
+	plan->n_threads = plan->n_slots = 0;
+}
+
+int rtioreq_profile_plan_build(const struct rtioreq_profile *p, struct rtioreq_profile_plan *out)
+{
+	cpu_set_t all;
+	unsigned int n = 0, ns = 0, npoll = 0;
+	char name[RTIOREQ_NAME_LEN];
+	int r;
+
+	if (!p || !out || !p->index)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	/* Validity does not depend on this host here: every CPU counts as online. */
+	CPU_ZERO(&all);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		CPU_SET(c, &all);
+	r = profile_check(p, false, &all, true);
+	if (r)
+		return r;
+	out->mode = p->mode;
+	out->cpu_dma_latency = p->cpu_dma_latency;
+	for (unsigned int i = 0; i < p->n_vms; i++)
+		ns += (unsigned int)p->vms[i].vcpus;
+	out->threads = calloc(p->n_cores + 2, sizeof(*out->threads));
+	out->slots = calloc(ns ? ns : 1, sizeof(*out->slots));
+	if (!out->threads || !out->slots) {
+		rtioreq_profile_plan_free(out);
+		return -ENOMEM;
+	}
+	for (unsigned int i = 0; i < p->n_vms; i++)
+		for (int64_t v = 0; v < p->vms[i].vcpus; v++)
+			out->slots[out->n_slots++] = (struct rtioreq_profile_plan_slot){
+				.vm_id = (uint16_t)p->vms[i].id, .vcpu = (uint16_t)v, .thread = -1
+			};
+	for (unsigned int i = 0; p->mode == RTIOREQ_PROFILE_POLLING && i < p->n_cores; i++) {
+		const struct rtioreq_profile_core *c = &p->cores[i];
+		struct rtioreq_profile_plan_thread *t = &out->threads[n];
+
+		if (!(c->roles & RTIOREQ_PROFILE_ROLE_POLLER))
+			continue;
+		snprintf(name, sizeof(name), "rtio-poll%u", npoll++);
+		plan_thread(t, RTIOREQ_PROFILE_THREAD_POLLER, p, (int)i, name);
+		for (unsigned int j = 0; j < c->n_slots; j++)
+			for (unsigned int k = 0; k < c->slots[j].n_vcpus; k++)
+				for (unsigned int q = 0; q < out->n_slots; q++)
+					if (out->slots[q].vm_id == c->slots[j].vm &&
+					    out->slots[q].vcpu == c->slots[j].vcpus[k]) {
+						out->slots[q].thread = (int)n;
+						t->n_slots++;
+					}
+		n++;
+	}
+	plan_thread(&out->threads[n++], RTIOREQ_PROFILE_THREAD_DISPATCHER, p,
+		    core_with(p, RTIOREQ_PROFILE_ROLE_DISPATCHER), "rtio-disp");
+	out->engine.dispatcher = out->threads[n - 1].attr;
+	plan_thread(&out->threads[n++], RTIOREQ_PROFILE_THREAD_CLIENTS, p,
+		    core_with(p, RTIOREQ_PROFILE_ROLE_CLIENTS), "rtio-client");
+	out->engine.clients = out->threads[n - 1].attr;
+	out->engine.clients.name = NULL; /* one thread per client: the engine names them */
+	/* the call_rcu worker goes with the dispatcher (the fallback core, never a poller's) */
+	out->engine.rcu = (struct rtioreq_thread_attr){ .cpu = out->engine.dispatcher.cpu };
+	out->n_threads = n;
+	return 0;
+}
+
+int rtioreq_profile_plan_owner(const struct rtioreq_profile_plan *plan, uint16_t vm_id,
+			       uint16_t vcpu)
+{
+	for (unsigned int i = 0; i < plan->n_slots; i++)
+		if (plan->slots[i].vm_id == vm_id && plan->slots[i].vcpu == vcpu)
+			return plan->slots[i].thread;
+	return -1;
+}
+
+static const char *const kind_names[] = { "poller", "dispatcher", "clients" };
+
+int rtioreq_profile_print_plan(const struct rtioreq_profile *p, FILE *out)
+{
+	struct rtioreq_profile_plan plan;
+	int r = rtioreq_profile_plan_build(p, &plan);
+
+	if (r)
+		return r;
+	fprintf(out, "# profile %s\n", p->path);
+	fprintf(out, "engine: mode %s, cpu_dma_latency %s\n",
+		plan.mode == RTIOREQ_PROFILE_POLLING ? "polling" : "notify",
+		plan.cpu_dma_latency ? "held at 0" : "not held");
+	fprintf(out, "threads:\n");
+	for (unsigned int i = 0; i < plan.n_threads; i++) {
+		const struct rtioreq_profile_plan_thread *t = &plan.threads[i];
+		const char *pol = t->core >= 0 ? policy_names[p->cores[t->core].policy] : "other";
+
+		fprintf(out, "  %-12s %-10s ", t->name, kind_names[t->kind]);
+		if (t->attr.cpu >= 0)
+			fprintf(out, "CPU %-3d", t->attr.cpu);
+		else
+			fprintf(out, "unpinned");
+		fprintf(out, " %s %d, isolation %s", pol, t->attr.priority,
+			t->isolation == RTIOREQ_PROFILE_ISOLATION_CPUSET ? "cpuset" : "none");
+		if (t->kind == RTIOREQ_PROFILE_THREAD_POLLER) {
+			fprintf(out, ", idle %s", idle_names[t->idle]);
+			if (t->idle == RTIOREQ_PROFILE_IDLE_HYBRID)
+				fprintf(out, " (spin %" PRIu64 " us)", t->spin_us);
+			fprintf(out, ", %u slot%s", t->n_slots, t->n_slots == 1 ? "" : "s");
+		}
+		fputc('\n', out);
+	}
+	fprintf(out, "slots:\n");
+	for (unsigned int i = 0; i < plan.n_slots; i++) {
+		const struct rtioreq_profile_plan_slot *sl = &plan.slots[i];
+		const struct rtioreq_profile_plan_thread *d = &plan.threads[plan.n_threads - 2];
+
+		fprintf(out, "  VM %-5u vCPU %-2u -> ", sl->vm_id, sl->vcpu);
+		if (sl->thread >= 0) {
+			fprintf(out, "%s (CPU %d)\n", plan.threads[sl->thread].name,
+				plan.threads[sl->thread].attr.cpu);
+		} else {
+			fprintf(out, "fallback dispatcher");
+			if (d->attr.cpu >= 0)
+				fprintf(out, " (CPU %d)\n", d->attr.cpu);
+			else
+				fprintf(out, " (unpinned)\n");
+		}
+	}
+	fprintf(out, "vms:\n");
+	for (unsigned int i = 0; i < p->n_vms; i++) {
+		const struct rtioreq_profile_vm *vm = &p->vms[i];
+
+		fprintf(out, "  VM %" PRId64 ": %" PRId64 " vCPU%s, completion %s\n", vm->id,
+			vm->vcpus, vm->vcpus == 1 ? "" : "s",
+			vm->completion_polling ? "polling" : "notification");
+		if (!vm->n_devices)
+			fprintf(out, "    no devices: every access is unclaimed (reads all ones)\n");
+		for (unsigned int d = 0; d < vm->n_devices; d++) {
+			const struct rtioreq_profile_device *dev = &vm->devices[d];
+
+			fprintf(out, "    device %s, client %s:", dev->name, dev->client);
+			for (unsigned int k = 0; k < dev->n_ranges; k++)
+				fprintf(out, " %s 0x%" PRIx64 "..0x%" PRIx64,
+					range_names[dev->ranges[k].type], dev->ranges[k].start,
+					dev->ranges[k].end);
+			fputc('\n', out);
+		}
+	}
+	rtioreq_profile_plan_free(&plan);
+	return ferror(out) ? -EIO : 0;
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Example device models, served by the engine, and the matching simulated workload:
+ *  - a RAM-backed MMIO region at RTIOREQ_EXDEV_RAM_BASE (reads return what was written);
+ *  - a scratch accumulator port at RTIOREQ_EXDEV_PORT: a write adds the value to the
+ *    vCPU's accumulator (32-bit wrap), a read returns it (masked to the access size),
+ *    so a lost or duplicated write shows in the next read;
+ *  - accesses to RTIOREQ_EXDEV_UNMAPPED_PORT, which no client claims (reads: all ones).
+ */
+#ifndef RTIOREQ_EXDEV_H
+#define RTIOREQ_EXDEV_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "rtioreq/core/engine.h"
+#include "rtioreq/hv/sim.h"
+
+#define RTIOREQ_EXDEV_RAM_BASE 0xd0000000ull
+#define RTIOREQ_EXDEV_RAM_SIZE 0x1000u /* 256 bytes per vCPU in the workload */
+#define RTIOREQ_EXDEV_PORT 0x510u      /* 4 ports: 0x510..0x513 */
+#define RTIOREQ_EXDEV_UNMAPPED_PORT 0x5f0u
+
+struct rtioreq_exdev {
+	uint8_t ram[RTIOREQ_EXDEV_RAM_SIZE];
+	uint32_t acc[RTIOREQ_IO_REQUEST_MAX];
+	struct rtioreq_client *ram_client, *port_client;
+};
+
+/* Handlers (priv = struct rtioreq_exdev *). Non-blocking: fit for the polling path. */
+int rtioreq_exdev_ram_handler(struct rtioreq_client *c, struct rtioreq_req *req, void *priv);
+int rtioreq_exdev_port_handler(struct rtioreq_client *c, struct rtioreq_req *req, void *priv);
+
+/* Create both clients on @vm with their ranges. Return 0 or -errno. */
+int rtioreq_exdev_attach(struct rtioreq_exdev *d, struct rtioreq_vm *vm);
+
+/* The workload's shadow of the device, one per VM. */
+struct rtioreq_exdev_oracle {
+	uint64_t seed;
+	unsigned int unmapped_pct; /* share of requests to the unmapped port, 0..100 */
+	uint8_t ram[RTIOREQ_EXDEV_RAM_SIZE];
+	uint32_t acc[RTIOREQ_IO_REQUEST_MAX];
+};
+
+void rtioreq_exdev_oracle_init(struct rtioreq_exdev_oracle *o, uint64_t seed,
+			       unsigned int unmapped_pct);
+/* gen callback for rtioreq_sim_workload (ctx = struct rtioreq_exdev_oracle *). */
+void rtioreq_exdev_gen(void *ctx, uint16_t vcpu, uint64_t k, struct rtioreq_sim_op *op);
+
+#endif /* RTIOREQ_EXDEV_H */

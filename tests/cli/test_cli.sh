@@ -1,0 +1,160 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The rtioreq program: demo runs in both modes report every request completed exactly
+# once (exit 0, JSON keys present), bad input gives exit 2 and one line naming the
+# cause, serve + hv in two processes agree; profiles: check accepts the shipped ones,
+# run applies dev-2cpu (poller SCHED_FIFO on CPU 1, in a cpuset when possible) and
+# removes what it created, also on SIGINT.
+# usage: test_cli.sh RTIOREQ_BINARY SOURCE_DIR
+set -u
+bin="$1"
+src="$2"
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+check_json() { # mode file
+	for k in '"mode": "'"$1"'"' '"lost": 0,' '"duplicated": 0,' '"mismatched": 0,' \
+		'"invalid": 0,' '"handler_errors": 0,' '"ok": true' '"latency_ns": {"min": '; do
+		grep -qF "$k" "$2" || { echo "FAIL: $1: no $k in $(cat "$2")"; fail=1; }
+	done
+	req=$(sed 's/.*"requests": \([0-9]*\),.*/\1/' "$2")
+	done_=$(sed 's/.*"completed": \([0-9]*\),.*/\1/' "$2")
+	[ "$req" = "$3" ] && [ "$done_" = "$3" ] ||
+		{ echo "FAIL: $1: requests $req completed $done_, want $3"; fail=1; }
+}
+
+for mode in polling notify; do
+	"$bin" run --json --mode "$mode" --vcpus 16 --requests 50k >"$tmp/$mode.json"
+	rc=$?
+	[ $rc -eq 0 ] || { echo "FAIL: run --mode $mode exit $rc"; fail=1; }
+	check_json "$mode" "$tmp/$mode.json" 50000
+	echo "ok: run --mode $mode: $(cat "$tmp/$mode.json")"
+done
+
+# the demo's default text output
+"$bin" run >"$tmp/demo.txt" || { echo "FAIL: rtioreq run exit $?"; fail=1; }
+grep -q "^requests 200000  completed 200000  lost 0  duplicated 0" "$tmp/demo.txt" &&
+	grep -q "p99.9 " "$tmp/demo.txt" || { echo "FAIL: demo output:"; cat "$tmp/demo.txt"; fail=1; }
+
+# --duration and --json=FILE
+"$bin" run -m notify -v 2 -D 200ms --json="$tmp/d.json" >/dev/null ||
+	{ echo "FAIL: --duration run"; fail=1; }
+grep -qF '"ok": true' "$tmp/d.json" || { echo "FAIL: --json=FILE: $(cat "$tmp/d.json")"; fail=1; }
+
+bad() { # expected-stderr-substring args...
+	want="$1"
+	shift
+	"$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	lines=$(wc -l <"$tmp/err")
+	if [ $rc -ne 2 ] || [ "$lines" -ne 1 ] || ! grep -qF -- "$want" "$tmp/err"; then
+		echo "FAIL: rtioreq $*: exit $rc, stderr: $(cat "$tmp/err") (want '$want')"
+		fail=1
+	else
+		echo "ok: rtioreq $*: $(cat "$tmp/err")"
+	fi
+}
+bad "unknown command 'frob' (run, serve, hv, check, kvm" frob
+bad "expected one PROFILE" check
+bad "-m, -v, -P, -c, -d and -p are set by the profile" run -v 2 "$src/rt-configs/dev-2cpu.yaml"
+bad "bad-priority.yaml:" check "$src/tests/rt/profiles/bad-priority.yaml"
+bad "nonexistent.yaml" check "$tmp/nonexistent.yaml"
+bad "--vcpus: 17 is out of range 1..16" run --vcpus 17
+bad "--vcpus: '0x' is not a number" run --vcpus 0x
+bad "--mode: 'fast' is not a mode" run --mode fast
+bad "--requests: '-5' is not a number" run -n -5
+bad "--requests: '99999999999999999999' is too large" run -n 99999999999999999999
+bad "--duration: '5y' has an unknown unit" run -D 5y
+bad "--duration: '0' is not a positive duration" run -D 0
+bad "--requests and --duration exclude each other" run -n 5 -D 1s
+bad "--poller-cpus: CPU 4095 is not available" run -c 4095
+bad "--poller-cpus: 'x' is not a CPU list" run -c x
+bad "--pollers/--poller-cpus/--idle need --mode polling" run -m notify -P 2
+bad "--pollers: 5 pollers for 4 vCPUs" run -P 5
+bad "--unmapped: 101 is out of range 0..100" run -u 101
+bad "unknown option '--bogus'" run --bogus
+bad "option -v needs a value" run -v
+bad "extra: cannot read" run extra
+bad "unexpected argument 'more'" run extra more
+bad "--shm=NAME is required" serve
+bad "--shm: 'x' is not a shm name" hv -S x
+bad "--shm: no region /rtioreq-none-$$ appeared" serve -S /rtioreq-none-$$ -w 50ms
+
+# two processes: the engine serves a region the hypervisor created
+name="/rtioreq-clitest-$$"
+"$bin" serve -S "$name" -m polling 2>"$tmp/serve.err" &
+spid=$!
+"$bin" hv -S "$name" -v 8 -n 100k --json >"$tmp/hv.json"
+rc=$?
+wait $spid
+srv_rc=$?
+[ $rc -eq 0 ] && [ $srv_rc -eq 0 ] || { echo "FAIL: hv exit $rc, serve exit $srv_rc"; fail=1; }
+grep -qF '"ok": true' "$tmp/hv.json" && grep -q "completed 100000, polled 100000" "$tmp/serve.err" ||
+	{ echo "FAIL: cross-process: $(cat "$tmp/hv.json" "$tmp/serve.err")"; fail=1; }
+echo "ok: serve + hv: $(tail -1 "$tmp/serve.err")"
+# a name in use (here: left over) is refused, not reused
+: >"/dev/shm$name"
+bad "--shm: $name exists" hv -S "$name" -n 1
+rm -f "/dev/shm$name"
+
+# profiles
+for p in "$src"/rt-configs/*.yaml; do
+	"$bin" check "$p" >"$tmp/plan" 2>"$tmp/err" && grep -q "^slots:" "$tmp/plan" ||
+		{ echo "FAIL: check $p: $(cat "$tmp/err")"; fail=1; }
+done
+echo "ok: rtioreq check accepts every shipped profile"
+"$bin" check --host "$src/rt-configs/auto-8cpu.yaml" >/dev/null 2>"$tmp/err"
+rc=$?
+if [ "$(nproc)" -lt 8 ]; then
+	[ $rc -eq 2 ] && grep -q "auto-8cpu.yaml:[0-9]*:[0-9]*: CPU [0-9]* is not online" "$tmp/err" ||
+		{ echo "FAIL: check --host on $(nproc) CPUs: exit $rc $(cat "$tmp/err")"; fail=1; }
+	"$bin" run -n 10 "$src/rt-configs/auto-8cpu.yaml" >/dev/null 2>&1
+	[ $? -eq 2 ] || { echo "FAIL: run of an 8-CPU profile on $(nproc) CPUs was not refused"; fail=1; }
+	echo "ok: an 8-CPU profile is refused by run and check --host on $(nproc) CPUs"
+fi
+if [ "$(nproc)" -ge 2 ]; then
+	"$bin" run -n 200k --json "$src/rt-configs/dev-2cpu.yaml" >"$tmp/prof.json" 2>"$tmp/prof.err"
+	rc=$?
+	grep -qF '"ok": true' "$tmp/prof.json" && [ $rc -eq 0 ] ||
+		{ echo "FAIL: run dev-2cpu: exit $rc $(cat "$tmp/prof.json" "$tmp/prof.err")"; fail=1; }
+	# the poller as the kernel sees it while a run is going; then SIGINT
+	"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/prof.txt" 2>"$tmp/prof.err" &
+	pid=$!
+	i=0
+	while ! grep -q "^rtio-poll0: tid" "$tmp/prof.txt" && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	tid=$(sed -n 's/^rtio-poll0: tid \([0-9]*\),.*/\1/p' "$tmp/prof.txt")
+	cs="/"
+	if [ -n "$tid" ]; then
+		echo "ok: $(grep '^rtio-poll0' "$tmp/prof.txt")"
+		if [ "$(id -u)" -eq 0 ]; then
+			chrt -p "$tid" | grep -q "SCHED_FIFO" && chrt -p "$tid" | grep -q "priority: 80" ||
+				{ echo "FAIL: chrt -p $tid: $(chrt -p "$tid")"; fail=1; }
+			taskset -cp "$tid" | grep -q "list: 1$" ||
+				{ echo "FAIL: taskset -cp $tid: $(taskset -cp "$tid")"; fail=1; }
+			echo "ok: $(chrt -p "$tid" | tr '\n' ' ')/ $(taskset -cp "$tid")"
+			cs=$(cat "/proc/$tid/cpuset")
+			if [ -f /sys/fs/cgroup/cpuset/cpuset.cpus ]; then
+				[ "$cs" != "/" ] && [ -d "/sys/fs/cgroup/cpuset$cs" ] ||
+					{ echo "FAIL: poller not in its own cpuset: '$cs'"; fail=1; }
+			fi
+		fi
+	else
+		echo "FAIL: run dev-2cpu printed no poller: $(cat "$tmp/prof.txt" "$tmp/prof.err")"
+		fail=1
+	fi
+	kill -INT $pid
+	wait $pid
+	rc=$?
+	[ $rc -eq 130 ] || { echo "FAIL: SIGINT: exit $rc"; fail=1; }
+	if [ "$cs" != "/" ] && [ -e "/sys/fs/cgroup/cpuset$cs" ]; then
+		echo "FAIL: cpuset $cs left after SIGINT"
+		fail=1
+	fi
+	echo "ok: SIGINT: $(cat "$tmp/prof.err"); cpuset $cs gone"
+fi
+
+exit $fail

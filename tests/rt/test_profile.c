@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Profile loader, validator and plan: every shipped profile validates and plans; each
+ * bad profile under tests/rt/profiles/ fails with exactly one diagnostic, at the expected
+ * file:line:column; plan building gives the expected slot owners and thread attrs.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <cyaml/cyaml.h>
+
+#include "rtioreq/rt/profile.h"
+
+#ifndef RTIOREQ_SOURCE_DIR
+#error "build with -DRTIOREQ_SOURCE_DIR=\"<source tree>\""
+#endif
+#define PROFILES RTIOREQ_SOURCE_DIR "/tests/rt/profiles/"
+#define RT_CONFIGS RTIOREQ_SOURCE_DIR "/rt-configs/"
+
+/* Private to engine/rt/profile.c. */
+void rtioreq__profile_cyaml_report(const char *log, cyaml_err_t err, char *what, size_t len,
+				   unsigned int *line, unsigned int *column);
+
+struct diags {
+	char text[8192];
+	size_t len;
+	unsigned int errors, warnings;
+};
+
+static void collect(void *ctx, const struct rtioreq_profile_diag *d)
+{
+	struct diags *g = ctx;
+	int n = snprintf(g->text + g->len, sizeof(g->text) - g->len, "%s\n", d->text);
+
+	if (n > 0 && (size_t)n < sizeof(g->text) - g->len)
+		g->len += (size_t)n;
+	if (d->severity == RTIOREQ_PROFILE_WARNING)
+		g->warnings++;
+	else
+		g->errors++;
+	/* The structured fields agree with the text. */
+	assert_non_null(strstr(d->text, d->what));
+	if (d->line) {
+		char pos[64];
+
+		snprintf(pos, sizeof(pos), ":%u:%u: ", d->line, d->column);
+		assert_non_null(strstr(d->text, pos));
+	}
+}
+
+static void assert_diag(const struct diags *g, const char *want)
+{
+	if (!strstr(g->text, want))
+		fail_msg("expected diagnostic containing\n  %s\ngot:\n%s", want, g->text);
+}
+
+static void all_cpus(cpu_set_t *set)
+{
+	CPU_ZERO(set);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		CPU_SET(c, set);
+}
+
+static struct rtioreq_profile *load_ok(const char *path, struct diags *g)
+{
+	struct rtioreq_profile *p = rtioreq_profile_load(path, collect, g);
+
+	if (!p)
+		fail_msg("%s: load failed (%s):\n%s", path, strerror(errno), g->text);
+	return p;
+}
+
+/* ------------------------------------------------------------------------- */
+
+static const char *const shipped[] = { "dev-2cpu.yaml", "auto-4cpu.yaml", "auto-8cpu.yaml" };
+
+static void test_shipped_profiles(void **state)
+{
+	cpu_set_t all;
+
+	all_cpus(&all);
+	for (size_t i = 0; i < sizeof(shipped) / sizeof(shipped[0]); i++) {
+		char path[512], *buf = NULL;
+		size_t len = 0;
+		struct diags g = { .len = 0 };
+		struct rtioreq_profile *p;
+		struct rtioreq_profile_plan plan;
+		FILE *out;
+
+		snprintf(path, sizeof(path), "%s%s", RT_CONFIGS, shipped[i]);
+		p = load_ok(path, &g);
+		/* With every CPU present: no error, no warning. */
+		assert_int_equal(rtioreq_profile_validate_cpus(p, true, &all), 0);
+		assert_int_equal(g.errors + g.warnings, 0);
+		/* On this host without the host check: at most warnings about CPUs. */
+		assert_int_equal(rtioreq_profile_validate(p, false), 0);
+		assert_int_equal(g.errors, 0);
+		assert_int_equal(rtioreq_profile_plan_build(p, &plan), 0);
+		assert_true(plan.n_threads >= 3);
+		rtioreq_profile_plan_free(&plan);
+		out = open_memstream(&buf, &len);
+		assert_non_null(out);
+		assert_int_equal(rtioreq_profile_print_plan(p, out), 0);
+		fclose(out);
+		assert_non_null(strstr(buf, "slots:"));
+		assert_non_null(strstr(buf, "mmio 0xd0000000..0xd0000fff"));
+		assert_non_null(strstr(buf, "pio 0x510..0x513"));
+		free(buf);
+		rtioreq_profile_free(p);
+	}
+}
+
+/* The 2-CPU box: one FIFO poller on CPU 1 owns all 4 slots; fallback threads on CPU 0. */
+static void test_plan_dev_2cpu(void **state)
+{
+	struct diags g = { .len = 0 };
+	struct rtioreq_profile *p = load_ok(RT_CONFIGS "dev-2cpu.yaml", &g);
+	struct rtioreq_profile_plan plan;
+	const struct rtioreq_profile_plan_thread *t;
+
+	assert_int_equal(rtioreq_profile_plan_build(p, &plan), 0);
+	assert_int_equal(plan.mode, RTIOREQ_PROFILE_POLLING);
+	assert_true(plan.cpu_dma_latency);
+	assert_int_equal(plan.n_threads, 3);
+	t = &plan.threads[0];
+	assert_int_equal(t->kind, RTIOREQ_PROFILE_THREAD_POLLER);
+	assert_int_equal(t->attr.cpu, 1);
+	assert_int_equal(t->attr.policy, SCHED_FIFO);
+	assert_int_equal(t->attr.priority, 80);
+	assert_int_equal(t->isolation, RTIOREQ_PROFILE_ISOLATION_CPUSET);
+	assert_int_equal(t->idle, RTIOREQ_PROFILE_IDLE_SPIN);
+	assert_int_equal(t->n_slots, 4);
+	assert_int_equal(plan.n_slots, 4);
+	for (uint16_t v = 0; v < 4; v++)
+		assert_int_equal(rtioreq_profile_plan_owner(&plan, 1, v), 0);
+	assert_int_equal(plan.threads[1].kind, RTIOREQ_PROFILE_THREAD_DISPATCHER);
+	assert_int_equal(plan.engine.dispatcher.cpu, 0);
+	assert_int_equal(plan.engine.dispatcher.policy, SCHED_OTHER);
+	assert_int_equal(plan.engine.clients.cpu, 0);
+	assert_int_equal(plan.engine.clients.priority, 0);
+	rtioreq_profile_plan_free(&plan);
+	rtioreq_profile_free(p);
+}
+
+/* 8 CPUs: VM 1 vCPU k on the poller of CPU 4+k; VM 2 entirely on the fallback path. */
+static void test_plan_auto_8cpu(void **state)
+{
+	struct diags g = { .len = 0 };
+	struct rtioreq_profile *p = load_ok(RT_CONFIGS "auto-8cpu.yaml", &g);
+	struct rtioreq_profile_plan plan;
+
+	assert_int_equal(rtioreq_profile_plan_build(p, &plan), 0);
+	assert_int_equal(plan.n_threads, 6);
+	assert_int_equal(plan.n_slots, 8);
+	for (uint16_t v = 0; v < 4; v++) {
+		int t = rtioreq_profile_plan_owner(&plan, 1, v);
+
+		assert_true(t >= 0);
+		assert_int_equal(plan.threads[t].kind, RTIOREQ_PROFILE_THREAD_POLLER);
+		assert_int_equal(plan.threads[t].attr.cpu, 4 + v);
+		assert_int_equal(rtioreq_profile_plan_owner(&plan, 2, v), -1);
+	}
+	assert_int_equal(plan.threads[3].idle, RTIOREQ_PROFILE_IDLE_HYBRID);
+	assert_int_equal(plan.threads[3].spin_us, 100);
+	assert_int_equal(plan.threads[3].attr.priority, 70);
+	assert_int_equal(plan.engine.dispatcher.cpu, 2);
+	assert_int_equal(plan.engine.dispatcher.policy, SCHED_FIFO);
+	assert_int_equal(plan.engine.clients.cpu, 3);
+	assert_int_equal(plan.engine.clients.policy, SCHED_RR);
+	assert_int_equal(plan.engine.clients.priority, 40);
+	assert_false(p->vms[1].completion_polling);
+	rtioreq_profile_plan_free(&plan);
+	rtioreq_profile_free(p);
+}
+
+/*
+ * CPUs are a host property: CPU 7 on a host with CPUs 0-1 is a warning without the host
+ * check (the rest validates and plans), an error with it. Also: both slot forms, the
+ * hybrid default spin, the completion_polling default.
+ */
+static void test_host_check(void **state)
+{
+	struct diags g = { .len = 0 };
+	struct rtioreq_profile *p = load_ok(PROFILES "host-8cpu.yaml", &g);
+	struct rtioreq_profile_plan plan;
+	cpu_set_t two;
+
+	CPU_ZERO(&two);
+	CPU_SET(0, &two);
+	CPU_SET(1, &two);
+	assert_int_equal(rtioreq_profile_validate_cpus(p, false, &two), 0);
+	assert_int_equal(g.errors, 0);
+	assert_int_equal(g.warnings, 1);
+	assert_diag(&g, "host-8cpu.yaml:6:10: warning: CPU 7 is not online on this host "
+			"(online: 0-1)");
+
+	g = (struct diags){ .len = 0 };
+	assert_int_equal(rtioreq_profile_validate_cpus(p, true, &two), -EINVAL);
+	assert_int_equal(g.errors, 1);
+	assert_diag(&g, "host-8cpu.yaml:6:10: CPU 7 is not online on this host");
+
+	assert_int_equal(rtioreq_profile_plan_build(p, &plan), 0);
+	assert_int_equal(plan.n_threads, 3);
+	assert_int_equal(plan.threads[0].spin_us, RTIOREQ_PROFILE_SPIN_US_DEFAULT);
+	assert_int_equal(plan.threads[0].n_slots, 3);
+	assert_int_equal(rtioreq_profile_plan_owner(&plan, 1, 0), 0);
+	assert_int_equal(rtioreq_profile_plan_owner(&plan, 1, 1), 0);
+	assert_int_equal(rtioreq_profile_plan_owner(&plan, 1, 2), -1);
+	assert_int_equal(rtioreq_profile_plan_owner(&plan, 1, 3), -1);
+	assert_int_equal(rtioreq_profile_plan_owner(&plan, 2, 0), 0);
+	assert_int_equal(rtioreq_profile_plan_owner(&plan, 2, 1), -1);
+	assert_true(p->vms[0].completion_polling);
+	assert_false(p->vms[1].completion_polling);
+	rtioreq_profile_plan_free(&plan);
+	rtioreq_profile_free(p);
+}
+
+/* ------------------------------------------------------------------------- */
+
+struct bad {
+	const char *file;
+	const char *want; /* substring of the one diagnostic, from the file name on */
+};
+
+/* Refused at load: structure (libcyaml's domain, positioned by the schema walk). */
+static const struct bad bad_load[] = {
+	{ "empty.yaml", "empty.yaml:1:1: empty profile" },
+	{ "comments-only.yaml", "comments-only.yaml:1:1: empty profile" },
+	{ "bad-syntax.yaml", "bad-syntax.yaml:6:4: YAML syntax error: did not find expected ','" },
+	{ "bad-two-docs.yaml", "bad-two-docs.yaml:17:1: a profile is one YAML document" },
+	{ "bad-unknown-key.yaml", "bad-unknown-key.yaml:9:5: unknown key 'prio' in cores[1]" },
+	{ "bad-type.yaml", "bad-type.yaml:4:10: cpu: expected an integer, got 'one'" },
+	{ "bad-type-bool.yaml",
+	  "bad-type-bool.yaml:9:25: completion_polling: expected true or false, got 'maybe'" },
+	{ "bad-type-list.yaml", "bad-type-list.yaml:3:8: cores: expected a list, got '2'" },
+	{ "bad-type-role.yaml", "bad-type-role.yaml:5:11: role: expected a list of: poller, "
+				"dispatcher, clients" },
+	{ "bad-enum.yaml", "bad-enum.yaml:6:13: policy: 'deadline' is not one of: other, fifo, rr" },
+	{ "bad-missing-key.yaml", "bad-missing-key.yaml:7:5: missing required key 'vcpus' in vms[0]" },
+};
+
+/* Loaded, refused by rtioreq_profile_validate(). */
+static const struct bad bad_validate[] = {
+	{ "bad-priority.yaml", "bad-priority.yaml:9:15: priority 120 out of range 1..99" },
+	{ "bad-priority-other.yaml",
+	  "bad-priority-other.yaml:6:15: priority 5 with policy other: must be 0" },
+	{ "bad-priority-missing.yaml",
+	  "bad-priority-missing.yaml:8:13: policy rr needs a priority in 1..99" },
+	{ "bad-slot-twice.yaml", "bad-slot-twice.yaml:13:29: slot VM 1 vCPU 1 is already polled "
+				 "by CPU 1 (line 9)" },
+	{ "bad-vcpu-range.yaml",
+	  "bad-vcpu-range.yaml:9:24: vCPU 4 out of range: VM 1 has 4 vCPUs (0..3)" },
+	{ "bad-vm-vcpus.yaml", "bad-vm-vcpus.yaml:8:12: vcpus 17 out of range 1..16" },
+	{ "bad-unknown-vm.yaml", "bad-unknown-vm.yaml:10:15: slot names unknown VM 7" },
+	{ "bad-dup-vm.yaml", "bad-dup-vm.yaml:9:9: duplicate VM id 1 (first at line 7)" },
+	{ "bad-overlap.yaml", "bad-overlap.yaml:17:13: mmio range 0xd0000800..0xd00017ff overlaps "
+			      "0xd0000000..0xd0000fff of device 'ram' (line 12)" },
+	{ "bad-range-order.yaml",
+	  "bad-range-order.yaml:12:45: pio range start 0x513 is above its end 0x510" },
+	{ "bad-pio-end.yaml", "bad-pio-end.yaml:14:18: pio range end 0x10000 is above port 0xffff" },
+	{ "bad-poller-dispatcher.yaml", "bad-poller-dispatcher.yaml:5:11: CPU 1 is both a poller "
+					"and the fallback dispatcher" },
+	{ "bad-dup-cpu.yaml", "bad-dup-cpu.yaml:10:10: duplicate cpu 0 (first at line 4)" },
+	{ "bad-spin-us.yaml",
+	  "bad-spin-us.yaml:9:5: spin_us is only valid with idle: hybrid (idle is spin)" },
+};
+
+static void test_bad_load(void **state)
+{
+	for (size_t i = 0; i < sizeof(bad_load) / sizeof(bad_load[0]); i++) {
+		char path[512];
+		struct diags g = { .len = 0 };
+
+		snprintf(path, sizeof(path), "%s%s", PROFILES, bad_load[i].file);
+		errno = 0;
+		assert_null(rtioreq_profile_load(path, collect, &g));
+		assert_int_equal(errno, EINVAL);
+		if (g.errors != 1)
+			fail_msg("%s: %u errors, expected 1:\n%s", path, g.errors, g.text);
+		assert_diag(&g, bad_load[i].want);
+	}
+}
+
+static void test_bad_validate(void **state)
+{
+	cpu_set_t all;
+	struct rtioreq_profile_plan plan;
+
+	all_cpus(&all);
+	for (size_t i = 0; i < sizeof(bad_validate) / sizeof(bad_validate[0]); i++) {
+		char path[512];
+		struct diags g = { .len = 0 };
+		struct rtioreq_profile *p;
+
+		snprintf(path, sizeof(path), "%s%s", PROFILES, bad_validate[i].file);
+		p = load_ok(path, &g);
+		assert_int_equal(rtioreq_profile_validate_cpus(p, true, &all), -EINVAL);
+		if (g.errors != 1 || g.warnings)
+			fail_msg("%s: %u errors and %u warnings, expected 1 error:\n%s", path,
+				 g.errors, g.warnings, g.text);
+		assert_diag(&g, bad_validate[i].want);
+		/* No plan for an invalid profile, and planning reports nothing. */
+		assert_int_equal(rtioreq_profile_plan_build(p, &plan), -EINVAL);
+		assert_int_equal(rtioreq_profile_print_plan(p, stdout), -EINVAL);
+		assert_int_equal(g.errors, 1);
+		rtioreq_profile_free(p);
+	}
+}
+
+static void test_defaults(void **state)
+{
+	struct diags g = { .len = 0 };
+	struct rtioreq_profile *p = load_ok(PROFILES "bad-overlap.yaml", &g);
+
+	/* client defaults to the device name; unset keys take their documented defaults. */
+	assert_string_equal(p->vms[0].devices[1].name, "regs");
+	assert_string_equal(p->vms[0].devices[1].client, "regs");
+	assert_true(p->vms[0].completion_polling);
+	assert_int_equal(p->mode, RTIOREQ_PROFILE_POLLING);
+	assert_false(p->cpu_dma_latency);
+	assert_int_equal(p->cores[0].policy, RTIOREQ_PROFILE_OTHER);
+	assert_int_equal(p->cores[0].isolation, RTIOREQ_PROFILE_ISOLATION_NONE);
+	assert_int_equal(p->cores[0].roles,
+			 RTIOREQ_PROFILE_ROLE_DISPATCHER | RTIOREQ_PROFILE_ROLE_CLIENTS);
+	rtioreq_profile_free(p);
+}
+
+/* Notify mode: no poller is planned, every slot is on the fallback path, one warning. */
+static void test_notify_mode(void **state)
+{
+	char path[] = "/tmp/rtioreq-profile-XXXXXX";
+	static const char yaml[] = "mode: notify\n"
+				   "cores:\n"
+				   "  - { cpu: 0, role: [dispatcher, clients] }\n"
+				   "  - { cpu: 1, role: [poller], slots: [{ vm: 3, vcpu: 0 }] }\n"
+				   "vms:\n"
+				   "  - { id: 3, vcpus: 2 }\n";
+	int fd = mkstemp(path);
+	struct diags g = { .len = 0 };
+	struct rtioreq_profile *p;
+	struct rtioreq_profile_plan plan;
+	cpu_set_t all;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, yaml, sizeof(yaml) - 1), (ssize_t)(sizeof(yaml) - 1));
+	close(fd);
+	p = load_ok(path, &g);
+	unlink(path);
+	all_cpus(&all);
+	assert_int_equal(rtioreq_profile_validate_cpus(p, true, &all), 0);
+	assert_int_equal(g.warnings, 1);
+	assert_diag(&g, ":1:7: warning: mode notify: pollers are not started");
+	assert_int_equal(rtioreq_profile_plan_build(p, &plan), 0);
+	assert_int_equal(plan.n_threads, 2);
+	assert_int_equal(rtioreq_profile_plan_owner(&plan, 3, 0), -1);
+	assert_int_equal(rtioreq_profile_plan_owner(&plan, 3, 1), -1);
+	rtioreq_profile_plan_free(&plan);
+	rtioreq_profile_free(p);
+}
+
+static void test_missing_file(void **state)
+{
+	struct diags g = { .len = 0 };
+
+	errno = 0;
+	assert_null(rtioreq_profile_load(PROFILES "no-such-profile.yaml", collect, &g));
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(g.errors, 1);
+	assert_diag(&g, "no-such-profile.yaml: cannot read: No such file or directory");
+}
+
+/* A libcyaml error the schema walk did not foresee is reported at its backtrace position. */
+static void test_cyaml_report(void **state)
+{
+	static const char log[] = "Load: Invalid INT value: '99999999999'\n"
+				  "Load: Backtrace:\n"
+				  "  in mapping field 'priority' (line: 3, column: 15)\n"
+				  "  in sequence entry '1' (line: 2, column: 5)\n";
+	char what[128];
+	unsigned int line, column;
+
+	rtioreq__profile_cyaml_report(log, CYAML_ERR_INVALID_VALUE, what, sizeof(what), &line,
+				      &column);
+	assert_string_equal(what, "libcyaml: Invalid INT value: '99999999999'");
+	assert_int_equal(line, 3);
+	assert_int_equal(column, 15);
+	rtioreq__profile_cyaml_report("", CYAML_ERR_INVALID_VALUE, what, sizeof(what), &line,
+				      &column);
+	assert_string_equal(what, "libcyaml: Invalid value");
+	assert_int_equal(line, 1);
+	assert_int_equal(column, 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shipped_profiles), cmocka_unit_test(test_plan_dev_2cpu),
+		cmocka_unit_test(test_plan_auto_8cpu),	 cmocka_unit_test(test_host_check),
+		cmocka_unit_test(test_bad_load),	 cmocka_unit_test(test_bad_validate),
+		cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_notify_mode),
+		cmocka_unit_test(test_missing_file),	 cmocka_unit_test(test_cyaml_report),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
