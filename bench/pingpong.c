@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "bench.h"
-#include "core/engine_pvt.h" /* rtioreq__cpu_relax() */
+#include "sys/cpu_pvt.h"
 #include "sys/futex_pvt.h"
 
 #define PP_STOP (1ull << 63)

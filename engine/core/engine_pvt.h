@@ -60,6 +60,8 @@
 
 #include "core/ranges_pvt.h"
 #include "rtioreq/core/engine.h"
+#include "sys/cpu_pvt.h"
+#include "sys/futex_pvt.h"
 
 #ifdef NDEBUG
 #define RTIOREQ__ASSERT(x) ((void)0)
@@ -67,18 +69,8 @@
 #define RTIOREQ__ASSERT(x) assert(x)
 #endif
 
-#define RTIOREQ__CACHELINE 64
 #define RTIOREQ__VCPU_MASK 0xffffu	/* client.pending/inflight bits: vCPUs */
 #define RTIOREQ__DYING (1u << 31)	/* client.pending: shut down, drain and leave */
-
-static inline void rtioreq__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#else
-	atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
 
 /*
  * Per-slot counters. Single writer: the current owner of the slot's request (see
@@ -195,11 +187,6 @@ struct rtioreq_engine {
 	pthread_t dispatcher;
 };
 
-static inline uint64_t rtioreq__size_mask(uint32_t size)
-{
-	return size >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (size * 8)) - 1;
-}
-
 /*
  * Read the slot once into @r and validate. Return true if the request is well formed.
  * On false, r->type/r->dir hold what was read (for the all-ones write-back).
@@ -262,11 +249,22 @@ static inline bool rtioreq__snapshot(const struct rtioreq_io_request *wire, stru
 		return false;
 	r->addr = addr;
 	r->size = (uint32_t)size;
-	r->value = value & rtioreq__size_mask(r->size);
+	r->value = value & rtioreq_size_mask(r->size);
 	return true;
 }
 
-void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu);
+/* Completion notification of @vcpu's request (N1), after C2. */
+static inline void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu)
+{
+	if (vm->ops && vm->ops->notify_finish) {
+		vm->ops->notify_finish(vm->hv, vcpu);
+		return;
+	}
+	/* N1: after C2; pairs with the hv's acquire load of done_seq */
+	rtioreq__chan_ring(rtioreq_wire_atomic(&vm->chan->done_seq[vcpu].word));
+}
+
+/* dispatch.c: hand a taken request to client @c's pending set (A1), wake a waiter. */
 void rtioreq__assign(struct rtioreq_vm *vm, struct rtioreq__slot *sl, struct rtioreq_client *c);
 
 /*
@@ -284,7 +282,7 @@ static inline void rtioreq__complete(struct rtioreq_vm *vm, struct rtioreq__slot
 	RTIOREQ__ASSERT(atomic_load_explicit(&sl->busy, memory_order_relaxed) == 1);
 	if (r->dir != RTIOREQ_DIR_WRITE) {
 		volatile struct rtioreq_io_request *s = wire;
-		uint64_t v = sl->valid ? r->value & rtioreq__size_mask(r->size) : ~(uint64_t)0;
+		uint64_t v = sl->valid ? r->value & rtioreq_size_mask(r->size) : ~(uint64_t)0;
 
 		if (r->type == RTIOREQ_TYPE_MMIO)
 			s->reqs.mmio_request.value = v;
@@ -383,16 +381,33 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 	return true;
 }
 
-/* Engine-internal: dispatcher doorbell (K1). */
-void rtioreq__kick(struct rtioreq_engine *eng);
+/*
+ * Who calls whom (no cycle): engine.c (lifecycle, slot placement) -> client.c (clients,
+ * ranges) -> dispatch.c (fallback path) and poll.c (polling path) -> this header's
+ * request path -> ranges.c (tables, RCU). Nothing below calls back up.
+ */
 
-/* poller.c, called by engine.c under vm->lock */
+/* dispatch.c: the fallback path */
+void rtioreq__kick(struct rtioreq_engine *eng); /* K1: dispatcher doorbell */
+int rtioreq__dispatch_start(struct rtioreq_engine *eng);
+void rtioreq__dispatch_stop(struct rtioreq_engine *eng); /* stop and join */
+/* Publish the dispatcher's VM set from eng->vms[] (V1, under eng->lock). 0 or -ENOMEM. */
+int rtioreq__dispatch_publish(struct rtioreq_engine *eng);
+/* Thread body of a client with a handler: take, run, complete until drained. */
+void *rtioreq__client_main(void *arg);
+/* Claim and complete (all ones) everything assigned to @c. Return how many. */
+unsigned int rtioreq__client_force(struct rtioreq_client *c);
+
+/* poll.c: the polling path */
+int rtioreq__poller_start(struct rtioreq_poller *p, const struct rtioreq_thread_attr *attr);
+void rtioreq__poller_stop(struct rtioreq_poller *p); /* stop, join, free its set */
+/* Add / remove slot @vcpu of @vm to / from @p's set (S1); under vm->lock. */
 int rtioreq__poller_add(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t vcpu);
 int rtioreq__poller_remove(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t vcpu);
-
-/* engine.c: give every slot of @p back to the dispatcher (under eng->lock). */
-void rtioreq__poller_release_slots(struct rtioreq_poller *p);
 /* P1: wake the poller if it sleeps in hybrid idle (set change, setting, stop). */
 void rtioreq__poller_wake(struct rtioreq_poller *p);
+
+/* client.c: destroy @c, claimed (c->destroying) by the caller; vm->lock not held. */
+int rtioreq__client_destroy_claimed(struct rtioreq_client *c);
 
 #endif /* RTIOREQ_ENGINE_PVT_H */

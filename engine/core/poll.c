@@ -8,22 +8,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core/engine_pvt.h"
+#include "sys/clock_pvt.h"
 #include "sys/fence_pvt.h"
 #include "sys/futex_pvt.h"
 #include "sys/thread_pvt.h"
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall */
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static _Atomic uint32_t *nw_word(const struct rtioreq__pent *e)
 {
@@ -113,7 +105,7 @@ static void *poller_main(void *arg)
 		if (served != before || !spin_ns) {
 			idle_since = 0;
 		} else if (!(loops & 63)) { /* read the clock every 64 idle passes */
-			uint64_t now = mono_ns();
+			uint64_t now = rtioreq__now_ns();
 
 			if (!idle_since) {
 				idle_since = now;
@@ -135,60 +127,18 @@ static void *poller_main(void *arg)
 	return NULL;
 }
 
-struct rtioreq_poller *rtioreq_poller_create(struct rtioreq_engine *eng,
-					     const struct rtioreq_thread_attr *attr)
+int rtioreq__poller_start(struct rtioreq_poller *p, const struct rtioreq_thread_attr *attr)
 {
-	struct rtioreq_poller *p;
-	int r;
-
-	if (!eng) {
-		errno = EINVAL;
-		return NULL;
-	}
-	p = aligned_alloc(RTIOREQ__CACHELINE, sizeof(*p));
-	if (!p)
-		return NULL;
-	memset(p, 0, sizeof(*p));
-	p->eng = eng;
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_mutex_lock(&eng->lock);
-	r = rtioreq__thread_start(&p->thread, attr, "rtioreq-poll", poller_main, p);
-	if (!r) {
-		p->next = eng->pollers;
-		eng->pollers = p;
-	}
-	pthread_mutex_unlock(&eng->lock);
-	if (r) {
-		pthread_mutex_destroy(&p->lock);
-		free(p);
-		errno = -r;
-		return NULL;
-	}
-	while (!atomic_load_explicit(&p->tid, memory_order_relaxed))
-		sched_yield(); /* so rtioreq_poller_tid() is valid on return */
-	return p;
+	return rtioreq__thread_start(&p->thread, attr, "rtioreq-poll", poller_main, p);
 }
 
-int rtioreq_poller_destroy(struct rtioreq_poller *p)
+void rtioreq__poller_stop(struct rtioreq_poller *p)
 {
-	struct rtioreq_engine *eng = p->eng;
-
-	pthread_mutex_lock(&eng->lock);
-	rtioreq__poller_release_slots(p); /* each slot crosses a grace period */
-	for (struct rtioreq_poller **pp = &eng->pollers; *pp; pp = &(*pp)->next)
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	pthread_mutex_unlock(&eng->lock);
 	atomic_store_explicit(&p->stop, true, memory_order_relaxed); /* joined below */
 	rtioreq__poller_wake(p);
 	pthread_join(p->thread, NULL);
 	rtioreq__rcu_barrier(); /* retired sets of this poller are freed */
 	free(atomic_load_explicit(&p->set, memory_order_relaxed));
-	pthread_mutex_destroy(&p->lock);
-	free(p);
-	return 0;
 }
 
 pid_t rtioreq_poller_tid(const struct rtioreq_poller *p)
@@ -263,11 +213,8 @@ int rtioreq__poller_remove(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint
 	int r;
 
 	pthread_mutex_lock(&p->lock);
-	while ((r = set_rebuild(p, vm, v, NULL)) == -ENOMEM) {
-		struct timespec ms = { 0, 1000000 };
-
-		nanosleep(&ms, NULL); /* the slot must leave the set before it changes owner */
-	}
+	/* ENOMEM is retried: the slot must leave the set before it changes owner */
+	r = RTIOREQ__RETRY_NOMEM(set_rebuild(p, vm, v, NULL));
 	pthread_mutex_unlock(&p->lock);
 	return r;
 }

@@ -169,23 +169,6 @@ struct rtioreq__map *rtioreq__map_empty(void)
 	return map_alloc(0, 0);
 }
 
-/* Index of the first range of @type whose start is > @addr. */
-static uint32_t upper_bound(const struct rtioreq__map *m, uint32_t type, uint64_t addr)
-{
-	const struct rtioreq__range *r = m->r[type];
-	uint32_t lo = 0, hi = m->n[type];
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (r[mid].start <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 int rtioreq__map_conflict(const struct rtioreq__map *m, uint32_t type, uint64_t start,
 			  uint64_t end, struct rtioreq__range *out)
 {
@@ -195,7 +178,7 @@ int rtioreq__map_conflict(const struct rtioreq__map *m, uint32_t type, uint64_t 
 		return 0;
 	/* ranges are disjoint and sorted: only the one before the insertion point (it may
 	 * extend over start) and the one at it (it may start before end) can overlap */
-	i = upper_bound(m, type, start);
+	i = rtioreq__map_upper_bound(m, type, start);
 	if (i > 0 && m->r[type][i - 1].end >= start) {
 		*out = m->r[type][i - 1];
 		return 1;
@@ -222,7 +205,7 @@ int rtioreq__map_add(const struct rtioreq__map *old, uint32_t type, uint64_t sta
 	if (rtioreq__map_conflict(old, type, start, end, conflict ? conflict : &dummy))
 		return -EEXIST;
 	n = old->n[type];
-	i = upper_bound(old, type, start);
+	i = rtioreq__map_upper_bound(old, type, start);
 	m = map_clone(old, type, n + 1);
 	if (!m)
 		return -ENOMEM;
@@ -243,7 +226,7 @@ int rtioreq__map_del(const struct rtioreq__map *old, uint32_t type, uint64_t sta
 	if (type >= RTIOREQ__NTYPES)
 		return -ENOENT;
 	n = old->n[type];
-	i = upper_bound(old, type, start);
+	i = rtioreq__map_upper_bound(old, type, start);
 	if (i == 0)
 		return -ENOENT;
 	r = &old->r[type][i - 1];
@@ -310,4 +293,13 @@ void rtioreq__map_retire(struct rtioreq__map *m)
 {
 	if (m)
 		rtioreq__rcu_call(&m->rcu, map_free_cb);
+}
+
+void rtioreq__map_publish(_Atomic(struct rtioreq__map *) *slot, struct rtioreq__map *m)
+{
+	/* relaxed: the caller's lock orders updates of @slot */
+	struct rtioreq__map *old = atomic_load_explicit(slot, memory_order_relaxed);
+
+	atomic_store_explicit(slot, m, memory_order_release); /* M1, pairs with M2 */
+	rtioreq__map_retire(old);
 }

@@ -30,6 +30,25 @@ struct rtioreq__map {
 	struct rtioreq__range storage[];
 };
 
+/* Index of the first range of @type (< RTIOREQ__NTYPES) whose start is > @addr: the one
+ * search routine of lookups and updates. */
+static inline uint32_t rtioreq__map_upper_bound(const struct rtioreq__map *m, uint32_t type,
+						uint64_t addr)
+{
+	const struct rtioreq__range *r = m->r[type];
+	uint32_t lo = 0, hi = m->n[type];
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (r[mid].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /*
  * Client serving an access of @size bytes at @addr, or the default client, or NULL.
  * Only accesses wholly inside one range match ([addr, addr+size-1] within [start, end]);
@@ -41,25 +60,17 @@ static inline struct rtioreq_client *rtioreq__map_lookup(const struct rtioreq__m
 							 uint32_t size)
 {
 	const struct rtioreq__range *r;
-	uint32_t lo = 0, hi;
+	uint32_t i;
 
 	if (!m)
 		return NULL;
 	if (type >= RTIOREQ__NTYPES)
 		return m->dflt;
 	r = m->r[type];
-	hi = m->n[type];
-	/* find the first range with start > addr; the candidate is the one before it */
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (r[mid].start <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo && addr + (size - 1) <= r[lo - 1].end)
-		return r[lo - 1].client;
+	/* the candidate is the last range starting at or below addr */
+	i = rtioreq__map_upper_bound(m, type, addr);
+	if (i && addr + (size - 1) <= r[i - 1].end)
+		return r[i - 1].client;
 	return m->dflt;
 }
 
@@ -87,6 +98,10 @@ int rtioreq__map_set_default(const struct rtioreq__map *old, struct rtioreq_clie
 /* First range of @type overlapping [start, end]; 1 if found (copied to *out), else 0. */
 int rtioreq__map_conflict(const struct rtioreq__map *m, uint32_t type, uint64_t start,
 			  uint64_t end, struct rtioreq__range *out);
+
+/* Publish @m in *@slot (M1, release; pairs with the takers' M2) and retire the map it
+ * replaces. Under the lock that serializes @slot's updates (vm->lock). */
+void rtioreq__map_publish(_Atomic(struct rtioreq__map *) *slot, struct rtioreq__map *m);
 
 /* Free now (never published, or after a grace period) / after the next grace period. */
 void rtioreq__map_free(struct rtioreq__map *m);

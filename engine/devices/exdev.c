@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core/engine_pvt.h"
 #include "rtioreq/devices/exdev.h"
 
 int rtioreq_exdev_ram_handler(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
@@ -32,7 +31,7 @@ int rtioreq_exdev_port_handler(struct rtioreq_client *c, struct rtioreq_req *req
 	if (req->dir == RTIOREQ_DIR_WRITE)
 		d->acc[req->vcpu] += (uint32_t)req->value;
 	else
-		req->value = d->acc[req->vcpu] & rtioreq__size_mask(req->size);
+		req->value = d->acc[req->vcpu] & rtioreq_size_mask(req->size);
 	return 0;
 }
 
@@ -99,7 +98,7 @@ void rtioreq_exdev_gen(void *ctx, uint16_t vcpu, uint64_t k, struct rtioreq_sim_
 		op->req.type = RTIOREQ_TYPE_PORTIO;
 		op->req.addr = RTIOREQ_EXDEV_UNMAPPED_PORT;
 		op->req.size = 1u << ((x >> 8) % 3);
-		op->req.value = value & rtioreq__size_mask(op->req.size);
+		op->req.value = value & rtioreq_size_mask(op->req.size);
 		op->expect = ~(uint64_t)0; /* nobody claims it */
 	} else if (pick & 1) {
 		uint32_t size = 1u << ((x >> 8) & 3);
@@ -108,7 +107,7 @@ void rtioreq_exdev_gen(void *ctx, uint16_t vcpu, uint64_t k, struct rtioreq_sim_
 		op->req.type = RTIOREQ_TYPE_MMIO;
 		op->req.addr = RTIOREQ_EXDEV_RAM_BASE + off;
 		op->req.size = size;
-		op->req.value = value & rtioreq__size_mask(size);
+		op->req.value = value & rtioreq_size_mask(size);
 		if (write)
 			memcpy(o->ram + off, &op->req.value, size);
 		else
@@ -118,7 +117,7 @@ void rtioreq_exdev_gen(void *ctx, uint16_t vcpu, uint64_t k, struct rtioreq_sim_
 		op->req.size = 1u << ((x >> 8) % 3);
 		/* aligned, so the access lies wholly inside 0x510..0x513 */
 		op->req.addr = RTIOREQ_EXDEV_PORT + ((uint32_t)(x >> 16) & 3 & ~(op->req.size - 1));
-		op->req.value = value & rtioreq__size_mask(op->req.size);
+		op->req.value = value & rtioreq_size_mask(op->req.size);
 		if (write)
 			o->acc[vcpu] += (uint32_t)op->req.value;
 		else

@@ -19,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/engine_pvt.h"
 #include "rtioreq/devices/pcdev.h"
 
 /* ------------------------------------------------------------------------- */
@@ -828,7 +827,7 @@ int rtioreq_pcdev_handle(struct rtioreq_pcdev *d, struct rtioreq_req *req)
 	if (!req->size || req->size > 8 || (req->size & (req->size - 1)) ||
 	    req->type > RTIOREQ_TYPE_PCICFG || req->addr > UINT64_MAX - (req->size - 1))
 		return -EINVAL;
-	req->value &= rtioreq__size_mask(req->size);
+	req->value &= rtioreq_size_mask(req->size);
 	if (req->type != RTIOREQ_TYPE_PORTIO)
 		r = dflt_handler(NULL, req, d); /* MMIO: nothing claimed; PCICFG */
 	else if (within(req, RTIOREQ_PCDEV_COM1_BASE, RTIOREQ_PCDEV_COM1_BASE + 7))
@@ -844,7 +843,7 @@ int rtioreq_pcdev_handle(struct rtioreq_pcdev *d, struct rtioreq_req *req)
 	if (r < 0 && req->dir != RTIOREQ_DIR_WRITE)
 		req->value = ALL_ONES;
 	if (req->dir != RTIOREQ_DIR_WRITE)
-		req->value &= rtioreq__size_mask(req->size);
+		req->value &= rtioreq_size_mask(req->size);
 	return r;
 }
 

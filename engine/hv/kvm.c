@@ -35,6 +35,8 @@
 #include <elf.h>
 
 #include "hv/kvm_pvt.h"
+#include "sys/clock_pvt.h"
+#include "sys/cpu_pvt.h"
 #include "rtioreq/hv/kvm.h"
 
 #define KICK_SIGNAL SIGUSR2 /* leaves KVM_RUN with -EINTR; the handler does nothing */
@@ -70,26 +72,6 @@ struct rtioreq_kvm {
 	bool ran;
 	struct vcpu vcpu[RTIOREQ_IO_REQUEST_MAX];
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall */
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
-static uint64_t size_mask(uint32_t size)
-{
-	return size >= 8 ? UINT64_MAX : (1ull << (8 * size)) - 1;
-}
 
 const char *rtioreq_kvm_exit_name(enum rtioreq_kvm_exit e)
 {
@@ -828,7 +810,7 @@ static bool serve_slot(struct vcpu *v, struct rtioreq_hv_req *q, uint64_t *value
 	unsigned int n = 0;
 	int rc;
 
-	t0 = now_ns();
+	t0 = rtioreq__now_ns();
 	rc = rtioreq_hv_submit(r, v->id, q, spin, true);
 	if (rc < 0) { /* -EBUSY: our own bookkeeping is broken; never touch a busy slot */
 		vcpu_fail(v, RTIOREQ_KVM_ERROR, "vCPU %u: slot not FREE at submit", v->id);
@@ -842,14 +824,14 @@ static bool serve_slot(struct vcpu *v, struct rtioreq_hv_req *q, uint64_t *value
 		if (rtioreq_hv_poll(r, v->id, q->type, value))
 			break;
 		if (spin) {
-			cpu_relax();
+			rtioreq__cpu_relax();
 			if (++n % 4096)
 				continue;
 		} else {
 			/* any return (woken, -EINTR from a kick, 10 ms): re-check */
 			rtioreq_hv_wait(r, 1u << v->id, seen, 10000000u);
 		}
-		if (now_ns() > deadline) {
+		if (rtioreq__now_ns() > deadline) {
 			v->st.stranded++;
 			vcpu_fail(v, RTIOREQ_KVM_STRANDED,
 				  "vCPU %u: %s %#llx not completed within %llu ms", v->id,
@@ -859,7 +841,7 @@ static bool serve_slot(struct vcpu *v, struct rtioreq_hv_req *q, uint64_t *value
 			return false;
 		}
 	}
-	t1 = now_ns();
+	t1 = rtioreq__now_ns();
 	rtioreq_hist_record(&v->st.rtt, t1 - t0);
 	rtioreq_hv_release(r, v->id);
 	return true;
@@ -875,22 +857,22 @@ static bool serve(struct vcpu *v, uint32_t type, uint32_t dir, uint64_t addr, ui
 	v->st.requests++;
 	if (k->a.inline_fn) {
 		struct rtioreq_req q = { .type = type, .dir = dir, .addr = addr, .size = size,
-					 .vcpu = v->id, .value = *value & size_mask(size),
+					 .vcpu = v->id, .value = *value & rtioreq_size_mask(size),
 					 .completion_polling = 1 };
-		uint64_t t0 = now_ns();
+		uint64_t t0 = rtioreq__now_ns();
 
 		if (k->a.inline_fn(k->a.inline_ctx, &q) < 0)
 			q.value = UINT64_MAX;
-		rtioreq_hist_record(&v->st.rtt, now_ns() - t0);
+		rtioreq_hist_record(&v->st.rtt, rtioreq__now_ns() - t0);
 		*value = q.value;
 	} else {
 		struct rtioreq_hv_req q = { .type = type, .dir = dir, .addr = addr, .size = size,
-					    .value = *value & size_mask(size) };
+					    .value = *value & rtioreq_size_mask(size) };
 
 		ok = serve_slot(v, &q, value);
 	}
 	if (dir == RTIOREQ_DIR_READ)
-		*value &= size_mask(size);
+		*value &= rtioreq_size_mask(size);
 	return ok;
 }
 
@@ -991,16 +973,16 @@ static void *vcpu_main(void *arg)
 				  strerror(errno));
 			break;
 		}
-		t = now_ns();
+		t = rtioreq__now_ns();
 		v->st.exits++;
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
 			ok = exit_io(v);
-			rtioreq_hist_record(&v->st.exit, now_ns() - t);
+			rtioreq_hist_record(&v->st.exit, rtioreq__now_ns() - t);
 			break;
 		case KVM_EXIT_MMIO:
 			ok = exit_mmio(v);
-			rtioreq_hist_record(&v->st.exit, now_ns() - t);
+			rtioreq_hist_record(&v->st.exit, rtioreq__now_ns() - t);
 			break;
 		case KVM_EXIT_INTR:
 			v->st.intr_exits++;
@@ -1069,7 +1051,7 @@ enum rtioreq_kvm_exit rtioreq_kvm_run(struct rtioreq_kvm *k, uint64_t timeout_ns
 		return (enum rtioreq_kvm_exit)atomic_load_explicit(&k->exit_reason,
 								   memory_order_relaxed);
 	k->ran = true;
-	atomic_store_explicit(&k->t0, now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&k->t0, rtioreq__now_ns(), memory_order_relaxed);
 	for (unsigned int i = 0; i < k->nvcpu; i++) {
 		struct vcpu *v = &k->vcpu[i];
 		pthread_attr_t pa;
@@ -1107,7 +1089,7 @@ enum rtioreq_kvm_exit rtioreq_kvm_run(struct rtioreq_kvm *k, uint64_t timeout_ns
 	}
 	/* a stop that lost the CAS still kicks; make sure every vCPU saw one */
 	rtioreq_kvm_stop(k, RTIOREQ_KVM_STOPPED, "stopped");
-	k->run_ns = now_ns() - atomic_load_explicit(&k->t0, memory_order_relaxed);
+	k->run_ns = rtioreq__now_ns() - atomic_load_explicit(&k->t0, memory_order_relaxed);
 	for (unsigned int i = 0; i < started; i++) {
 		/* no more kicks: a late stop (a device model's reset) must not signal a
 		 * joined thread; the reset comes from a request its vCPU waits for anyway */
@@ -1122,7 +1104,7 @@ uint64_t rtioreq_kvm_elapsed_ns(const struct rtioreq_kvm *k)
 	/* relaxed: a timestamp written once before the vCPU threads start */
 	uint64_t t0 = atomic_load_explicit(&((struct rtioreq_kvm *)k)->t0, memory_order_relaxed);
 
-	return t0 ? now_ns() - t0 : 0;
+	return t0 ? rtioreq__now_ns() - t0 : 0;
 }
 
 void rtioreq_kvm_stats(const struct rtioreq_kvm *k, struct rtioreq_kvm_stats *out)

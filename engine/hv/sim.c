@@ -11,8 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/engine_pvt.h"
 #include "rtioreq/hv/sim.h"
+#include "sys/clock_pvt.h"
+#include "sys/cpu_pvt.h"
 #include "sys/thread_pvt.h"
 
 struct producer {
@@ -24,17 +25,9 @@ struct producer {
 	pthread_t thread;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall */
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static bool op_ok(const struct rtioreq_sim_op *op, uint64_t value)
 {
-	uint64_t mask = rtioreq__size_mask(op->req.size);
+	uint64_t mask = rtioreq_size_mask(op->req.size);
 
 	if (op->req.dir == RTIOREQ_DIR_WRITE)
 		return true;
@@ -63,7 +56,7 @@ static void *producer_main(void *arg)
 	uint32_t out = 0, dead = 0;
 
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = rtioreq__now_ns();
 		bool time_up = p->deadline && now >= p->deadline, ring = false;
 		unsigned int got = 0;
 
@@ -75,7 +68,7 @@ static void *producer_main(void *arg)
 			if (time_up || k[v] >= p->quota[v] || now < ready[v])
 				continue;
 			a->wl.gen(a->wl.ctx, v, k[v], &op[v]);
-			t0[v] = now_ns();
+			t0[v] = rtioreq__now_ns();
 			rc = rtioreq_hv_submit(r, v, &op[v].req, a->completion_polling, false);
 			if (rc == -EBUSY) {
 				/* not FREE although we freed it: completed a second time */
@@ -112,7 +105,7 @@ static void *producer_main(void *arg)
 
 			if (!rtioreq_hv_poll(r, v, op[v].req.type, &value))
 				continue;
-			rtioreq_hist_record(&res->rtt, now_ns() - t0[v]);
+			rtioreq_hist_record(&res->rtt, rtioreq__now_ns() - t0[v]);
 			if (!op_ok(&op[v], value))
 				res->mismatched++;
 			rtioreq_hv_release(r, v);
@@ -120,17 +113,17 @@ static void *producer_main(void *arg)
 			res->completed++;
 			if (a->think_ns && a->think_all) {
 				rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17; /* xorshift */
-				ready[v] = now_ns() + (rng >> 11) % (2 * a->think_ns + 1);
+				ready[v] = rtioreq__now_ns() + (rng >> 11) % (2 * a->think_ns + 1);
 			} else if (a->think_ns) {
 				rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17; /* xorshift */
 				ready[v] = (rng & 7) ? 0
-						     : now_ns() + (rng >> 11) % (16 * a->think_ns + 1);
+						     : rtioreq__now_ns() + (rng >> 11) % (16 * a->think_ns + 1);
 			}
 			got++;
 		}
 		if (got)
 			continue;
-		now = now_ns();
+		now = rtioreq__now_ns();
 		for (uint32_t m = out; m; m &= m - 1) {
 			uint16_t v = (uint16_t)__builtin_ctz(m);
 
@@ -162,7 +155,7 @@ int rtioreq_sim_run(const struct rtioreq_sim_attr *a, struct rtioreq_sim_result 
 	p = calloc(np, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	t0 = now_ns();
+	t0 = rtioreq__now_ns();
 	if (!a->requests)
 		deadline = t0 + a->duration_ns;
 	for (unsigned int i = 0; i < np; i++) {
@@ -198,7 +191,7 @@ int rtioreq_sim_run(const struct rtioreq_sim_attr *a, struct rtioreq_sim_result 
 		res->upcalls += p[i].res.upcalls;
 		rtioreq_hist_merge(&res->rtt, &p[i].res.rtt);
 	}
-	res->ns = now_ns() - t0;
+	res->ns = rtioreq__now_ns() - t0;
 	free(p);
 	if (r)
 		return r;

@@ -193,4 +193,10 @@ _Static_assert(sizeof(struct rtioreq_chan) <= RTIOREQ_PAGE_SIZE, "chan fits a pa
 _Static_assert(offsetof(struct rtioreq_shm_region, chan) == 4096, "chan page offset");
 _Static_assert(sizeof(struct rtioreq_shm_region) == 8192, "region size");
 
+/* Bits of an access of @size bytes (1, 2, 4 or 8; 8 and above: all 64). */
+static inline uint64_t rtioreq_size_mask(uint32_t size)
+{
+	return size >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (size * 8)) - 1;
+}
+
 #endif /* RTIOREQ_ABI_H */

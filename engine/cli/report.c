@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+/* rtioreq program: the text and JSON report of a simulated run, and its verdict. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const struct {
+	const char *label, *key;
+	double p;
+} pcts[] = { { "p50", "p50", 50 },	    { "p90", "p90", 90 },
+	     { "p99", "p99", 99 },	    { "p99.9", "p999", 99.9 },
+	     { "p99.99", "p9999", 99.99 } };
+
+static double throughput(const struct rtioreq_sim_result *res)
+{
+	return res->ns ? (double)res->completed * 1e9 / (double)res->ns : 0.0;
+}
+
+void cli_report_text(FILE *f, const struct cli_report *r)
+{
+	const struct rtioreq_sim_result *res = r->res;
+	const struct rtioreq_hist *h = &res->rtt;
+
+	fprintf(f, "mode %s, %u vCPUs, %u poller%s\n", r->mode, r->vcpus, r->pollers,
+		r->pollers == 1 ? "" : "s");
+	fprintf(f, "requests %llu  completed %llu  lost %llu  duplicated %llu  mismatched %llu\n",
+		(unsigned long long)res->requests, (unsigned long long)res->completed,
+		(unsigned long long)res->lost, (unsigned long long)res->duplicated,
+		(unsigned long long)res->mismatched);
+	if (r->st)
+		fprintf(f, "engine: invalid %llu  handler_errors %llu  unclaimed %llu  polled %llu  "
+			   "fallback %llu  notified %llu\n",
+			(unsigned long long)r->st->invalid, (unsigned long long)r->st->handler_errors,
+			(unsigned long long)r->st->unclaimed, (unsigned long long)r->st->polled,
+			(unsigned long long)r->st->fallback, (unsigned long long)r->st->notified);
+	fprintf(f, "upcalls %llu  poller sleeps %llu  duration %.3f s  throughput %.0f requests/s\n",
+		(unsigned long long)res->upcalls, (unsigned long long)r->sleeps,
+		(double)res->ns / 1e9, throughput(res));
+	fprintf(f, "round trip ns: min %llu", (unsigned long long)(h->count ? h->min : 0));
+	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
+		fprintf(f, "  %s %llu", pcts[i].label,
+			(unsigned long long)rtioreq_hist_percentile(h, pcts[i].p));
+	fprintf(f, "  max %llu  mean %.0f\n", (unsigned long long)h->max,
+		rtioreq_hist_mean(h));
+	if (cli_report_verdict(r))
+		fprintf(f, "FAILED: not every request completed exactly once with its value\n");
+}
+
+void cli_report_json(FILE *f, const struct cli_report *r)
+{
+	const struct rtioreq_sim_result *res = r->res;
+	const struct rtioreq_hist *h = &res->rtt;
+	const struct rtioreq_vm_stats *st = r->st;
+
+	fprintf(f, "{\"mode\": \"%s\", \"vcpus\": %u, \"pollers\": %u, ", r->mode, r->vcpus,
+		r->pollers);
+	fprintf(f, "\"requests\": %llu, \"completed\": %llu, \"lost\": %llu, "
+		   "\"duplicated\": %llu, \"mismatched\": %llu, ",
+		(unsigned long long)res->requests, (unsigned long long)res->completed,
+		(unsigned long long)res->lost, (unsigned long long)res->duplicated,
+		(unsigned long long)res->mismatched);
+	if (st)
+		fprintf(f, "\"invalid\": %llu, \"handler_errors\": %llu, \"unclaimed\": %llu, ",
+			(unsigned long long)st->invalid, (unsigned long long)st->handler_errors,
+			(unsigned long long)st->unclaimed);
+	else
+		fprintf(f, "\"invalid\": null, \"handler_errors\": null, \"unclaimed\": null, ");
+	fprintf(f, "\"upcalls\": %llu, \"poller_sleeps\": %llu, \"duration_s\": %.6f, "
+		   "\"throughput_rps\": %.0f, ",
+		(unsigned long long)res->upcalls, (unsigned long long)r->sleeps,
+		(double)res->ns / 1e9, throughput(res));
+	fprintf(f, "\"latency_ns\": {\"min\": %llu", (unsigned long long)(h->count ? h->min : 0));
+	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
+		fprintf(f, ", \"%s\": %llu", pcts[i].key,
+			(unsigned long long)rtioreq_hist_percentile(h, pcts[i].p));
+	fprintf(f, ", \"max\": %llu, \"mean\": %.1f}", (unsigned long long)h->max,
+		rtioreq_hist_mean(h));
+	if (st)
+		fprintf(f, ", \"engine\": {\"dispatched\": %llu, \"completed\": %llu, "
+			   "\"polled\": %llu, \"fallback\": %llu, \"cleared\": %llu, "
+			   "\"forced\": %llu, \"notified\": %llu}",
+			(unsigned long long)st->dispatched, (unsigned long long)st->completed,
+			(unsigned long long)st->polled, (unsigned long long)st->fallback,
+			(unsigned long long)st->cleared, (unsigned long long)st->forced,
+			(unsigned long long)st->notified);
+	fprintf(f, ", \"ok\": %s}\n", cli_report_verdict(r) ? "false" : "true");
+}
+
+int cli_report_verdict(const struct cli_report *r)
+{
+	const struct rtioreq_sim_result *res = r->res;
+
+	if (res->lost || res->duplicated || res->mismatched || res->completed != res->requests ||
+	    (r->requested && res->requests != r->requested))
+		return CLI_EXIT_FAIL;
+	if (r->st && (r->st->invalid || r->st->handler_errors))
+		return CLI_EXIT_FAIL; /* the simulated workload issues only valid requests */
+	return 0;
+}
