@@ -203,7 +203,8 @@ int rtioreq_shm_open(struct rtioreq_shm *s, const char *name)
 
 void rtioreq_shm_close(struct rtioreq_shm *s)
 {
-	if (s->lock_fd >= 0) {
+	/* a claim always has a region: a zeroed struct (lock_fd 0) is left alone */
+	if (s->region && s->lock_fd >= 0) {
 		/* OW: detached cleanly, nothing to take over; then the kernel unlocks */
 		atomic_store_explicit(rtioreq_wire_atomic(&s->region->chan.owner.word), 0,
 				      memory_order_release);
