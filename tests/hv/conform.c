@@ -603,6 +603,28 @@ struct serve {
 	char err[128], json[128];
 };
 
+/* serves still running: killed by the exit handler, whatever way this test ends */
+static pid_t live[8];
+
+static void live_set(pid_t old, pid_t now)
+{
+	for (unsigned int i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] == old) {
+			live[i] = now;
+			return;
+		}
+}
+
+static void cleanup(void)
+{
+	for (unsigned int i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] > 0) {
+			kill(live[i], SIGKILL);
+			waitpid(live[i], NULL, 0);
+		}
+	shm_unlink(name);
+}
+
 static void serve_start(struct serve *s, const char *mode, const char *extra)
 {
 	static int count;
@@ -637,6 +659,7 @@ static void serve_start(struct serve *s, const char *mode, const char *extra)
 		execv(bin, argv);
 		_exit(127);
 	}
+	live_set(0, s->pid);
 	free(ex);
 }
 
@@ -659,7 +682,9 @@ static void serve_wait_serving(struct serve *s, bool with_traffic)
 
 	while (!strstr(slurp(s->err), "serving") && now_ns() < end) {
 		if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+			live_set(s->pid, 0);
 			fail("serve exited early: %s", slurp(s->err));
+			printf("serve's stderr kept in %s\n", tmpdir);
 			exit(1);
 		}
 		if (with_traffic)
@@ -679,6 +704,7 @@ static int serve_stop(struct serve *s, int sig)
 	kill(s->pid, sig);
 	while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
 		;
+	live_set(s->pid, 0);
 	s->pid = 0;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
@@ -960,6 +986,7 @@ static void scenario_second(void)
 		fail("a second serve on a served region is still running after 5 s");
 		serve_stop(&b, SIGTERM);
 	} else {
+		live_set(b.pid, 0);
 		snprintf(want, sizeof(want), "pid %d", (int)a.pid);
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 2 || !strstr(slurp(b.err), want))
 			fail("second serve: exit %d, wanted 2 and a message naming %s: %s",
@@ -1005,6 +1032,7 @@ static void expect_refusal(const char *what, uint32_t vcpus, uint32_t version, o
 	serve_start(&s, "polling", "--wait=300ms");
 	while (waitpid(s.pid, &rc, 0) < 0 && errno == EINTR)
 		;
+	live_set(s.pid, 0);
 	rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 	if (rc != 2 || !strstr(slurp(s.err), want))
 		fail("%s: serve exit %d, wanted 2 and a message containing '%s': %s", what, rc,
@@ -1045,6 +1073,7 @@ int main(int argc, char **argv)
 		perror(tmpdir);
 		return 1;
 	}
+	atexit(cleanup); /* no serve and no region left behind, also on exit(1) */
 	if (!strcmp(scenario, "polling"))
 		cp_mode = 1, scenario_basic("polling", NULL, false, false);
 	else if (!strcmp(scenario, "notify"))
@@ -1075,6 +1104,8 @@ int main(int argc, char **argv)
 		if (system(cmd))
 			return 1;
 	}
+	if (failures)
+		printf("serve's stderr and JSON kept in %s\n", tmpdir);
 	printf("%s: %s\n", scenario, failures ? "FAIL" : "ok");
 	return failures ? 1 : 0;
 }
