@@ -46,9 +46,50 @@ static void serve_usage(FILE *f)
 		"  -d, --dispatcher-cpu=CPU CPU of the dispatcher, default any\n"
 		"  -p, --priority=PRIO      SCHED_FIFO priority 1..99 of engine threads\n"
 		"  -D, --duration=T         stop after T (ns, us, ms, s, m, h)\n"
-		"  -w, --wait=T             wait up to T for the region to appear, default 10s\n"
+		"  -I, --idle=IDLE          poller idle strategy: spin (default) or hybrid\n"
+		"                           (sleep after --spin without work; NEED_WAKEUP)\n"
+		"      --spin=T             hybrid: spin time before sleeping, default 50us\n"
+		"  -w, --wait=T             wait up to T for the region to appear and its\n"
+		"                           creator to finish it, default 10s\n"
 		"  -j, --json[=FILE]        print the engine's counters as JSON at the end\n"
-		"  -h, --help\n");
+		"  -h, --help\n"
+		"A region has at most one engine: serve refuses one another engine serves\n"
+		"(EBUSY, naming its pid), and completes what an engine that died left\n"
+		"PROCESSING (all ones, counted as abandoned).\n");
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Wait up to @wait_ns for region @name to exist and be complete, then map and claim it.
+ * Dies naming the cause. */
+static void serve_open(struct rtioreq_shm *shm, const char *name, uint64_t wait_ns)
+{
+	uint64_t end = now_ns() + wait_ns;
+	int r;
+
+	/* the creator's steps (shm_open, ftruncate, header, magic last) take time; only
+	 * a complete header is judged */
+	while (((r = rtioreq_shm_open(shm, name)) == -ENOENT || r == -EAGAIN) && now_ns() < end)
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	if (r == -ENOENT)
+		cli_die("--shm: no region %s appeared within the --wait time", name);
+	if (r == -EAGAIN)
+		cli_die("--shm: %s was not finished within the --wait time: %s", name, shm->why);
+	if (r == -EINVAL)
+		cli_die("--shm: %s is not a region this engine serves: %s", name, shm->why);
+	if (r == -EBUSY && shm->holder)
+		cli_die("--shm: %s is busy (EBUSY): another engine serves it, pid %d", name,
+			(int)shm->holder);
+	if (r == -EBUSY)
+		cli_die("--shm: %s is busy (EBUSY): another engine serves it, pid unknown", name);
+	if (r)
+		cli_die("--shm: cannot map %s: %s", name, strerror(-r));
 }
 
 static bool region_gone(const struct rtioreq_shm *s)
@@ -70,16 +111,18 @@ int cli_serve(int argc, char **argv)
 		{ "priority", required_argument, NULL, 'p' },
 		{ "duration", required_argument, NULL, 'D' },
 		{ "wait", required_argument, NULL, 'w' },
+		{ "idle", required_argument, NULL, 'I' },
+		{ "spin", required_argument, NULL, 1 },
 		{ "json", optional_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct rtioreq_poller *pollers[MAX_POLLERS] = { 0 };
 	const char *name = NULL, *json_file = NULL;
-	bool polling = true, json = false;
+	bool polling = true, json = false, hybrid = false, have_spin = false;
 	unsigned int npollers = 1, npcpus = 0, prio = 0;
 	int pcpus[MAX_POLLERS], dcpu = -1, c, r, ncpu = cli_online_cpus();
-	uint64_t duration = 0, wait_ns = 10000000000ull, waited = 0, ran = 0;
+	uint64_t duration = 0, wait_ns = 10000000000ull, ran = 0, spin_ns = 50000, sleeps = 0;
 	struct rtioreq_exdev *dev = calloc(1, sizeof(*dev));
 	struct rtioreq_engine_attr ea;
 	struct rtioreq_engine *eng;
@@ -90,7 +133,7 @@ int cli_serve(int argc, char **argv)
 	const char *why = "the hypervisor removed the region";
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":S:m:P:c:d:p:D:w:j::h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":S:m:P:c:d:p:D:w:I:j::h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'S': name = optarg; break;
 		case 'm': polling = cli_mode("--mode", optarg); break;
@@ -103,6 +146,15 @@ int cli_serve(int argc, char **argv)
 		case 'p': prio = (unsigned int)cli_u64("--priority", optarg, 1, 99); break;
 		case 'D': duration = cli_duration("--duration", optarg); break;
 		case 'w': wait_ns = cli_duration("--wait", optarg); break;
+		case 'I':
+			if (strcmp(optarg, "spin") && strcmp(optarg, "hybrid"))
+				cli_die("--idle: '%s' is not an idle strategy (spin, hybrid)", optarg);
+			hybrid = !strcmp(optarg, "hybrid");
+			break;
+		case 1:
+			spin_ns = cli_duration("--spin", optarg);
+			have_spin = true;
+			break;
 		case 'j':
 			json = true;
 			json_file = optarg;
@@ -115,6 +167,10 @@ int cli_serve(int argc, char **argv)
 	if (optind < argc)
 		cli_die("unexpected argument '%s'", argv[optind]);
 	check_name(name);
+	if (!polling && (hybrid || have_spin))
+		cli_die("--idle/--spin need --mode polling");
+	if (have_spin && !hybrid)
+		cli_die("--spin needs --idle hybrid");
 	if (npcpus && npcpus != 1 && npcpus != npollers)
 		cli_die("--poller-cpus: %u CPUs for %u pollers (give one, or one each)", npcpus,
 			npollers);
@@ -125,18 +181,10 @@ int cli_serve(int argc, char **argv)
 			pcpus[npcpus++] = cpu;
 	if (!dev)
 		cli_die("out of memory");
-	/* wait for the hypervisor to create the region; -EINVAL also while it is still
-	 * sizing it and writing the header (the magic comes last), for at most 1 s */
-	while (((r = rtioreq_shm_open(&shm, name)) == -ENOENT && waited < wait_ns) ||
-	       (r == -EINVAL && waited < wait_ns && waited < 1000000000ull)) {
-		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
-		waited += 10000000;
-	}
-	if (r == -ENOENT)
-		cli_die("--shm: no region %s appeared within the --wait time", name);
-	if (r)
-		cli_die("--shm: cannot map %s: %s", name,
-			r == -EINVAL ? "not an rtioreq region (size, magic or version)" : strerror(-r));
+	serve_open(&shm, name, wait_ns);
+	if (shm.stale_owner)
+		fprintf(stderr, "rtioreq serve: %s: engine pid %d died without detaching: taking "
+				"over what it left\n", name, (int)shm.stale_owner);
 	/* engine threads inherit the mask: only this thread takes SIGINT/SIGTERM */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -162,7 +210,7 @@ int cli_serve(int argc, char **argv)
 	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
 					    .id = 1, .vcpu_num = (uint16_t)shm.region->chan.vcpu_num,
 					    .page = &shm.region->page, .chan = &shm.region->chan,
-					    .paused = true });
+					    .paused = true, .takeover = shm.stale_owner != 0 });
 	if (!vm)
 		cli_die("VM attach: %s", strerror(errno));
 	r = rtioreq_exdev_attach(dev, vm);
@@ -174,6 +222,8 @@ int cli_serve(int argc, char **argv)
 			.priority = (int)prio, .name = "rtioreq-poll" });
 		if (!pollers[i])
 			cli_die("poller: %s", strerror(errno));
+		if (hybrid)
+			rtioreq_poller_set_idle(pollers[i], spin_ns);
 	}
 	for (uint16_t v = 0; polling && v < shm.region->chan.vcpu_num; v++)
 		if ((r = rtioreq_vm_set_poller(vm, v, pollers[v % npollers])))
@@ -181,8 +231,9 @@ int cli_serve(int argc, char **argv)
 	/* devices and slots in place: only now take the hypervisor's requests */
 	if ((r = rtioreq_vm_start(vm)))
 		cli_die("VM start: %s", strerror(-r));
-	fprintf(stderr, "rtioreq serve: serving %s (%u vCPUs, %s)\n", name,
-		(unsigned int)shm.region->chan.vcpu_num, polling ? "polling" : "notify");
+	fprintf(stderr, "rtioreq serve: serving %s (%u vCPUs, %s%s)\n", name,
+		(unsigned int)shm.region->chan.vcpu_num, polling ? "polling" : "notify",
+		hybrid ? ", hybrid idle" : "");
 	for (;;) {
 		struct timespec tick = { 0, 100000000 };
 		int sig = sigtimedwait(&sigs, NULL, &tick);
@@ -199,25 +250,36 @@ int cli_serve(int argc, char **argv)
 		if (region_gone(&shm))
 			break;
 	}
-	rtioreq_vm_stats(vm, &st);
-	rtioreq_engine_destroy(eng); /* detaches: anything still pending is completed */
+	/* counters after detach's last sweep: they include what it completed */
+	rtioreq_vm_detach_stats(vm, &st);
+	for (unsigned int i = 0; polling && i < npollers; i++) {
+		struct rtioreq_poller_stats ps;
+
+		rtioreq_poller_stats(pollers[i], &ps);
+		sleeps += ps.sleeps;
+	}
+	rtioreq_engine_destroy(eng);
 	fprintf(stderr, "rtioreq serve: stopped (%s): completed %llu, polled %llu, fallback %llu, "
-			"unclaimed %llu, invalid %llu, handler_errors %llu\n",
+			"unclaimed %llu, invalid %llu, handler_errors %llu, cleared %llu, forced %llu, "
+			"abandoned %llu, notified %llu\n",
 		why, (unsigned long long)st.completed, (unsigned long long)st.polled,
 		(unsigned long long)st.fallback, (unsigned long long)st.unclaimed,
-		(unsigned long long)st.invalid, (unsigned long long)st.handler_errors);
+		(unsigned long long)st.invalid, (unsigned long long)st.handler_errors,
+		(unsigned long long)st.cleared, (unsigned long long)st.forced,
+		(unsigned long long)st.abandoned, (unsigned long long)st.notified);
 	if (json) {
 		FILE *f = cli_json_open(json_file);
 
 		fprintf(f, "{\"dispatched\": %llu, \"completed\": %llu, \"polled\": %llu, "
 			   "\"fallback\": %llu, \"handler_errors\": %llu, \"invalid\": %llu, "
 			   "\"unclaimed\": %llu, \"cleared\": %llu, \"forced\": %llu, "
-			   "\"notified\": %llu}\n",
+			   "\"notified\": %llu, \"abandoned\": %llu, \"sleeps\": %llu}\n",
 			(unsigned long long)st.dispatched, (unsigned long long)st.completed,
 			(unsigned long long)st.polled, (unsigned long long)st.fallback,
 			(unsigned long long)st.handler_errors, (unsigned long long)st.invalid,
 			(unsigned long long)st.unclaimed, (unsigned long long)st.cleared,
-			(unsigned long long)st.forced, (unsigned long long)st.notified);
+			(unsigned long long)st.forced, (unsigned long long)st.notified,
+			(unsigned long long)st.abandoned, (unsigned long long)sleeps);
 		if (f != stdout)
 			fclose(f);
 	}

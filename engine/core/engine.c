@@ -148,6 +148,8 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	/* no poller owns a slot yet: a channel left over from an earlier engine must not
 	 * tell the hypervisor to skip the upcall */
 	vm_chan_unpoll(vm);
+	if (attr->takeover && !vm->chan_private)
+		rtioreq__vm_takeover(vm); /* no taker knows the VM yet */
 	atomic_init(&vm->map, m);
 	/* all slots start on the fallback path (published to the dispatcher by V1), or on
 	 * none while paused */
@@ -219,6 +221,7 @@ void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out)
 		out->cleared += atomic_load_explicit(&s->cleared, memory_order_relaxed);
 		out->forced += atomic_load_explicit(&s->forced, memory_order_relaxed);
 		out->notified += atomic_load_explicit(&s->notified, memory_order_relaxed);
+		out->abandoned += atomic_load_explicit(&s->abandoned, memory_order_relaxed);
 	}
 }
 
@@ -430,6 +433,11 @@ int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms)
 
 int rtioreq_vm_detach(struct rtioreq_vm *vm)
 {
+	return rtioreq_vm_detach_stats(vm, NULL);
+}
+
+int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *final)
+{
 	struct rtioreq_engine *eng = vm->eng;
 	struct rtioreq_client *c;
 
@@ -490,6 +498,8 @@ int rtioreq_vm_detach(struct rtioreq_vm *vm)
 			rtioreq__serve(vm, sl, wire, false); /* clearing: completes at once */
 	}
 	pthread_mutex_unlock(&eng->lock);
+	if (final) /* after the sweep: every request this engine will complete is counted */
+		rtioreq_vm_stats(vm, final);
 
 	rtioreq__map_free(atomic_load_explicit(&vm->map, memory_order_relaxed)); /* after GP */
 	if (vm->chan_private)

@@ -33,6 +33,9 @@
  *      the poller sees PENDING and stays awake, or the hv sees the bit and rings U1
  *  P1  control: poller.wake += 1, release, after a set change or stop -> P2
  *  P2  poller: load poller.wake, acquire, before deciding to sleep     <- P1
+ *  OW  region owner word (chan.owner): written only by the engine holding the region's
+ *      OFD lock (engine/hv/shm.c); the kernel's lock hand-over orders a dead owner's
+ *      slot stores before the next owner's takeover sweep (takeover.c)
  * Objects unpublished by M1/S1/V1/O1 are freed or change owner only after an RCU
  * grace period (rcu_pvt.h): a reader never sees a slot, map or VM change under it.
  *
@@ -79,7 +82,7 @@
  */
 struct rtioreq__slot_stats {
 	_Atomic uint64_t dispatched, completed, polled, fallback, handler_errors, invalid,
-		unclaimed, cleared, forced, notified;
+		unclaimed, cleared, forced, notified, abandoned;
 };
 
 static inline void rtioreq__stat_inc(_Atomic uint64_t *c)
@@ -235,7 +238,11 @@ static inline bool rtioreq__snapshot(const struct rtioreq_io_request *wire, stru
 		break;
 	}
 	default:
-		r->dir = RTIOREQ_DIR_READ;
+		/* direction sits at offset 64 in every request layout: a WRITE of an unknown
+		 * type keeps its value field (nothing is written but processed), anything
+		 * else is answered as a read (docs/shm-protocol.md 6.1, 6.2) */
+		r->dir = s->reqs.pio_request.direction == RTIOREQ_DIR_WRITE ? RTIOREQ_DIR_WRITE
+									      : RTIOREQ_DIR_READ;
 		return false;
 	}
 	r->dir = dir;
@@ -263,6 +270,9 @@ static inline void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu)
 	/* N1: after C2; pairs with the hv's acquire load of done_seq */
 	rtioreq__chan_ring(rtioreq_wire_atomic(&vm->chan->done_seq[vcpu].word));
 }
+
+/* takeover.c: complete what a dead engine left in @vm's slots; before @vm is published. */
+void rtioreq__vm_takeover(struct rtioreq_vm *vm);
 
 /* dispatch.c: hand a taken request to client @c's pending set (A1), wake a waiter. */
 void rtioreq__assign(struct rtioreq_vm *vm, struct rtioreq__slot *sl, struct rtioreq_client *c);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,6 +16,13 @@
 #include "sys/fence_pvt.h"
 #include "sys/futex_pvt.h"
 #include "rtioreq/hv/shm.h"
+
+static void shm_reset(struct rtioreq_shm *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->lock_fd = -1;
+}
 
 static int shm_map(struct rtioreq_shm *s, int fd)
 {
@@ -33,8 +41,7 @@ int rtioreq_shm_create(struct rtioreq_shm *s, const char *name, uint16_t vcpu_nu
 	struct rtioreq_chan *c;
 	int fd, r;
 
-	memset(s, 0, sizeof(*s));
-	s->fd = -1;
+	shm_reset(s);
 	if (!vcpu_num || vcpu_num > RTIOREQ_IO_REQUEST_MAX)
 		return -EINVAL;
 	if (name && (name[0] != '/' || strlen(name) >= sizeof(s->name) || strchr(name + 1, '/')))
@@ -72,6 +79,11 @@ fail:
 	return r;
 }
 
+/*
+ * Header check, once the size is right. A region still being created (no magic yet)
+ * is -EAGAIN, so a caller started first can wait for it; anything else wrong is
+ * -EINVAL with the cause in s->why.
+ */
 static int shm_check(struct rtioreq_shm *s)
 {
 	struct rtioreq_chan *c = &s->region->chan;
@@ -80,9 +92,70 @@ static int shm_check(struct rtioreq_shm *s)
 	const volatile struct rtioreq_chan *v = c;
 	uint32_t n = v->vcpu_num, version = v->version;
 
-	if (magic != RTIOREQ_CHAN_MAGIC || version != RTIOREQ_CHAN_VERSION || !n ||
-	    n > RTIOREQ_IO_REQUEST_MAX)
-		return -EINVAL;
+	if (!magic) {
+		snprintf(s->why, sizeof(s->why), "no magic yet (its creator has not finished)");
+		return -EAGAIN;
+	}
+	if (magic != RTIOREQ_CHAN_MAGIC)
+		snprintf(s->why, sizeof(s->why), "magic %#x, not %#x (RTIO)", magic,
+			 RTIOREQ_CHAN_MAGIC);
+	else if (version != RTIOREQ_CHAN_VERSION)
+		snprintf(s->why, sizeof(s->why), "channel version %u, this engine speaks %u",
+			 version, RTIOREQ_CHAN_VERSION);
+	else if (!n || n > RTIOREQ_IO_REQUEST_MAX)
+		snprintf(s->why, sizeof(s->why), "vcpu_num %u, not 1..%u", n,
+			 RTIOREQ_IO_REQUEST_MAX);
+	else
+		return 0;
+	return -EINVAL;
+}
+
+static struct flock owner_lock(short type)
+{
+	return (struct flock){ .l_type = type, .l_whence = SEEK_SET,
+			       .l_start = offsetof(struct rtioreq_shm_region, chan.owner.word),
+			       .l_len = sizeof(uint32_t) };
+}
+
+/*
+ * One live engine per region (docs/shm-protocol.md, 7.4). The OFD lock is the
+ * authority (the kernel drops it when its holder dies); the owner word says who holds
+ * it and whether the last holder detached. OW: the word is written only under the
+ * lock, and the kernel's lock hand-over orders the previous owner's stores (its slot
+ * states included) before ours.
+ */
+static int shm_claim(struct rtioreq_shm *s)
+{
+	_Atomic uint32_t *w = rtioreq_wire_atomic(&s->region->chan.owner.word);
+	struct flock fl = owner_lock(F_WRLCK);
+	char path[32];
+	int fd, e;
+
+	/* an open file description of our own: OFD locks of one description never
+	 * conflict, and an fd inherited from the creator (memfd) shares the creator's */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->fd);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fcntl(fd, F_OFD_SETLK, &fl)) {
+		e = errno;
+		close(fd);
+		if (e != EAGAIN && e != EACCES)
+			return -e;
+		/* the holder stores its pid right after locking: give it a moment */
+		for (int i = 0; i < 100; i++) {
+			/* OW; relaxed: only a name for the message */
+			s->holder = (pid_t)atomic_load_explicit(w, memory_order_relaxed);
+			if (s->holder)
+				break;
+			usleep(1000);
+		}
+		return -EBUSY;
+	}
+	s->lock_fd = fd;
+	/* OW: ours now; a nonzero old word is an owner that died without detaching */
+	s->stale_owner = (pid_t)atomic_exchange_explicit(w, (uint32_t)getpid(),
+							 memory_order_acq_rel);
 	return 0;
 }
 
@@ -91,17 +164,21 @@ int rtioreq_shm_open_fd(struct rtioreq_shm *s, int fd)
 	struct stat st;
 	int r;
 
-	memset(s, 0, sizeof(*s));
-	s->fd = -1;
+	shm_reset(s);
 	if (fstat(fd, &st))
 		return -errno;
-	if (st.st_size != sizeof(struct rtioreq_shm_region))
-		return -EINVAL;
+	if (st.st_size != sizeof(struct rtioreq_shm_region)) {
+		snprintf(s->why, sizeof(s->why), "size %lld, not %zu%s", (long long)st.st_size,
+			 sizeof(struct rtioreq_shm_region),
+			 st.st_size ? "" : " (its creator has not sized it yet)");
+		return st.st_size ? -EINVAL : -EAGAIN;
+	}
 	r = shm_map(s, fd);
-	if (r)
-		return r;
-	r = shm_check(s);
-	if (r) {
+	if (!r)
+		r = shm_check(s);
+	if (!r)
+		r = shm_claim(s);
+	if (r && s->region) {
 		munmap(s->region, sizeof(struct rtioreq_shm_region));
 		s->region = NULL;
 		s->fd = -1;
@@ -111,12 +188,11 @@ int rtioreq_shm_open_fd(struct rtioreq_shm *s, int fd)
 
 int rtioreq_shm_open(struct rtioreq_shm *s, const char *name)
 {
-	int fd = shm_open(name, O_RDWR, 0);
+	int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
 	int r;
 
 	if (fd < 0) {
-		memset(s, 0, sizeof(*s));
-		s->fd = -1;
+		shm_reset(s);
 		return -errno;
 	}
 	r = rtioreq_shm_open_fd(s, fd);
@@ -127,14 +203,36 @@ int rtioreq_shm_open(struct rtioreq_shm *s, const char *name)
 
 void rtioreq_shm_close(struct rtioreq_shm *s)
 {
+	/* a claim always has a region: a zeroed struct (lock_fd 0) is left alone */
+	if (s->region && s->lock_fd >= 0) {
+		/* OW: detached cleanly, nothing to take over; then the kernel unlocks */
+		atomic_store_explicit(rtioreq_wire_atomic(&s->region->chan.owner.word), 0,
+				      memory_order_release);
+		close(s->lock_fd);
+	}
 	if (s->region)
 		munmap(s->region, sizeof(struct rtioreq_shm_region));
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->owner && s->name[0])
 		shm_unlink(s->name);
-	memset(s, 0, sizeof(*s));
-	s->fd = -1;
+	shm_reset(s);
+}
+
+int rtioreq_hv_engine(const struct rtioreq_shm *s, pid_t *pid)
+{
+	struct flock fl = owner_lock(F_WRLCK);
+	/* OW; relaxed: the lock state below is the answer, the word only a name */
+	uint32_t w = atomic_load_explicit(rtioreq_wire_atomic(&s->region->chan.owner.word),
+					  memory_order_relaxed);
+
+	if (pid)
+		*pid = (pid_t)w;
+	if (fcntl(s->fd, F_OFD_GETLK, &fl))
+		return -errno;
+	if (fl.l_type != F_UNLCK)
+		return RTIOREQ_HV_ENGINE_ALIVE;
+	return w ? RTIOREQ_HV_ENGINE_DEAD : RTIOREQ_HV_ENGINE_NONE;
 }
 
 /* ---------------------------------------------------------------------------------- */

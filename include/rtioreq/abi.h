@@ -147,7 +147,7 @@ static inline _Atomic uint32_t *rtioreq_wire_atomic(uint32_t *field)
  * because its writers differ.
  */
 #define RTIOREQ_CHAN_MAGIC 0x4f495452u /* "RTIO" little endian */
-#define RTIOREQ_CHAN_VERSION 1u
+#define RTIOREQ_CHAN_VERSION 2u /* 2: the owner line (one live engine per region) */
 
 struct rtioreq_chan_line {
 	uint32_t word;
@@ -173,6 +173,12 @@ struct rtioreq_chan {
 	/* engine -> hv, per vCPU: +1 (release) after COMPLETE when completion_polling
 	 * was 0, then FUTEX_WAKE: the completion notification ("finish hypercall") */
 	struct rtioreq_chan_line done_seq[RTIOREQ_IO_REQUEST_MAX];
+	/* engine <-> engine: the pid of the engine that owns the region, 0 when none.
+	 * Written by an engine only while it holds an OFD write lock (F_OFD_SETLK) on
+	 * these 4 bytes of the region's file; the kernel drops the lock when the engine
+	 * dies, so "lock free, word nonzero" = the owner died without detaching and the
+	 * next engine takes over what it left (docs/shm-protocol.md, section 7.4). */
+	struct rtioreq_chan_line owner;
 };
 
 /* The whole shared region: what the hypervisor side creates and the engine maps. */
@@ -189,6 +195,7 @@ _Static_assert(offsetof(struct rtioreq_chan, upcall_seq) == 64, "upcall_seq offs
 _Static_assert(offsetof(struct rtioreq_chan, polled_mask) == 128, "polled_mask offset");
 _Static_assert(offsetof(struct rtioreq_chan, need_wakeup) == 192, "need_wakeup offset");
 _Static_assert(offsetof(struct rtioreq_chan, done_seq) == 256, "done_seq offset");
+_Static_assert(offsetof(struct rtioreq_chan, owner) == 1280, "owner offset");
 _Static_assert(sizeof(struct rtioreq_chan) <= RTIOREQ_PAGE_SIZE, "chan fits a page");
 _Static_assert(offsetof(struct rtioreq_shm_region, chan) == 4096, "chan page offset");
 _Static_assert(sizeof(struct rtioreq_shm_region) == 8192, "region size");

@@ -80,6 +80,9 @@ bad "unexpected argument 'more'" run extra more
 bad "--shm=NAME is required" serve
 bad "--shm: 'x' is not a shm name" hv -S x
 bad "--shm: no region /rtioreq-none-$$ appeared" serve -S /rtioreq-none-$$ -w 50ms
+bad "--idle/--spin need --mode polling" serve -S /rtioreq-none-$$ -m notify -I hybrid
+bad "--spin needs --idle hybrid" serve -S /rtioreq-none-$$ --spin 10us
+bad "--idle: 'nap' is not an idle strategy" serve -S /rtioreq-none-$$ -I nap
 
 # two processes: the engine serves a region the hypervisor created
 name="/rtioreq-clitest-$$"

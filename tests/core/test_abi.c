@@ -419,7 +419,8 @@ _Static_assert(offsetof(CHAN, upcall_seq) == 64, "upcall_seq");
 _Static_assert(offsetof(CHAN, polled_mask) == 128, "polled_mask");
 _Static_assert(offsetof(CHAN, need_wakeup) == 192, "need_wakeup");
 _Static_assert(offsetof(CHAN, done_seq) == 256, "done_seq");
-_Static_assert(sizeof(CHAN) == 256 + RTIOREQ_IO_REQUEST_MAX * 64, "chan size");
+_Static_assert(offsetof(CHAN, owner) == 1280, "owner");
+_Static_assert(sizeof(CHAN) == 256 + (RTIOREQ_IO_REQUEST_MAX + 1) * 64, "chan size");
 
 static void test_chan_page(void **state)
 {
@@ -429,7 +430,7 @@ static void test_chan_page(void **state)
 	/* "RTIO" in memory order on a little-endian machine */
 	assert_int_equal(RTIOREQ_CHAN_MAGIC, 0x4f495452u);
 	assert_memory_equal(&m, magic, sizeof(magic));
-	assert_int_equal(RTIOREQ_CHAN_VERSION, 1);
+	assert_int_equal(RTIOREQ_CHAN_VERSION, 2); /* 2: the owner line */
 
 	assert_int_equal(sizeof(struct rtioreq_chan_line), 64);
 	assert_int_equal(offsetof(struct rtioreq_chan_line, word), 0);
@@ -453,7 +454,9 @@ static void test_chan_page(void **state)
 			 RTIOREQ_IO_REQUEST_MAX);
 	for (size_t v = 0; v < RTIOREQ_IO_REQUEST_MAX; v++)
 		assert_int_equal(offsetof(CHAN, done_seq[v].word), 256 + 64 * v);
-	assert_int_equal(sizeof(CHAN), 256 + RTIOREQ_IO_REQUEST_MAX * 64);
+	/* version 2: the owner word after the done_seq lines (region offset 5376) */
+	assert_int_equal(offsetof(CHAN, owner.word), 1280);
+	assert_int_equal(sizeof(CHAN), 256 + (RTIOREQ_IO_REQUEST_MAX + 1) * 64);
 	assert_true(sizeof(CHAN) <= RTIOREQ_PAGE_SIZE);
 	/* 32-bit futex words, 4-byte aligned, viewable as atomics */
 	assert_int_equal(alignof(CHAN), 4);

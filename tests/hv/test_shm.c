@@ -2,7 +2,8 @@
 /*
  * The shared-memory protocol across processes: region validation, and the engine
  * serving a region created by a simulated hypervisor in a forked child, in polling
- * and notify mode, including requests left PENDING before the engine attached.
+ * and notify mode, including requests left PENDING before the engine attached; one
+ * live engine per region, and the takeover of what a dead engine left.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -48,6 +49,132 @@ static void test_region_validation(void **state)
 	assert_int_equal(rtioreq_shm_open(&t, name), -EINVAL);
 	close(fd);
 	shm_unlink(name);
+}
+
+/* A region half created is "not yet" (-EAGAIN), a bad one names its cause. */
+static void test_region_half_created(void **state)
+{
+	struct rtioreq_shm t;
+	struct rtioreq_shm_region *r;
+	char name[64];
+	int fd;
+
+	region_name(name, sizeof(name), "half");
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(rtioreq_shm_open(&t, name), -EAGAIN); /* size 0: not sized yet */
+	assert_int_equal(ftruncate(fd, sizeof(*r)), 0);
+	r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(r != MAP_FAILED);
+	assert_int_equal(rtioreq_shm_open(&t, name), -EAGAIN); /* no magic yet */
+	assert_non_null(strstr(t.why, "magic"));
+	r->chan.version = RTIOREQ_CHAN_VERSION;
+	r->chan.vcpu_num = 17;
+	r->chan.magic = RTIOREQ_CHAN_MAGIC;
+	assert_int_equal(rtioreq_shm_open(&t, name), -EINVAL);
+	assert_non_null(strstr(t.why, "vcpu_num 17"));
+	r->chan.vcpu_num = 4;
+	r->chan.version = 1; /* a version 1 engine never took the owner lock */
+	assert_int_equal(rtioreq_shm_open(&t, name), -EINVAL);
+	assert_non_null(strstr(t.why, "version 1"));
+	munmap(r, sizeof(*r));
+	close(fd);
+	shm_unlink(name);
+}
+
+/*
+ * One live engine per region: a second claim is EBUSY naming the holder; a clean close
+ * frees it; an engine that dies without detaching leaves its pid in the owner word
+ * under a free lock, and the next one completes what it left PROCESSING (abandoned)
+ * and re-notifies what it left COMPLETE.
+ */
+static void test_region_owner_takeover(void **state)
+{
+	const struct rtioreq_hv_req rd = { .type = RTIOREQ_TYPE_PORTIO, .dir = RTIOREQ_DIR_READ,
+					   .addr = 0x5f0, .size = 2 };
+	const struct rtioreq_hv_req wr = { .type = RTIOREQ_TYPE_MMIO, .dir = RTIOREQ_DIR_WRITE,
+					   .addr = 0x1000, .size = 8, .value = 0x1122334455667788 };
+	struct rtioreq_shm s, e1, e2;
+	struct rtioreq_engine *eng;
+	struct rtioreq_vm_stats st;
+	struct rtioreq_vm *vm;
+	uint32_t d0, d1, d2;
+	char name[64];
+	pid_t pid, who;
+	int status;
+
+	region_name(name, sizeof(name), "own");
+	assert_int_equal(rtioreq_shm_create(&s, name, 4), 0);
+	assert_int_equal(rtioreq_hv_engine(&s, &who), RTIOREQ_HV_ENGINE_NONE);
+	assert_int_equal(rtioreq_shm_open(&e1, name), 0);
+	assert_int_equal(e1.stale_owner, 0);
+	assert_int_equal(rtioreq_hv_engine(&s, &who), RTIOREQ_HV_ENGINE_ALIVE);
+	assert_int_equal(who, getpid());
+	assert_int_equal(rtioreq_shm_open(&e2, name), -EBUSY); /* even from this process */
+	assert_int_equal(e2.holder, getpid());
+	assert_int_equal(rtioreq_shm_open_fd(&e2, s.fd), -EBUSY); /* the creator's fd too */
+	rtioreq_shm_close(&e1);
+	assert_int_equal(s.region->chan.owner.word, 0);
+	assert_int_equal(rtioreq_hv_engine(&s, &who), RTIOREQ_HV_ENGINE_NONE);
+
+	/* an engine that dies holding the region, with requests taken */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid)
+		_exit(rtioreq_shm_open(&e1, name) ? 1 : 0); /* no close: "killed" */
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(rtioreq_hv_engine(&s, &who), RTIOREQ_HV_ENGINE_DEAD);
+	assert_int_equal(who, pid);
+	/* what it left: slot 0 a notified read and slot 2 a spun-on write, both taken
+	 * (PROCESSING); slot 1 COMPLETE, maybe without its notification */
+	assert_true(rtioreq_hv_submit(s.region, 0, &rd, false, false) >= 0);
+	assert_true(rtioreq_hv_submit(s.region, 2, &wr, true, false) >= 0);
+	s.region->page.req_slot[0].processed = RTIOREQ_STATE_PROCESSING;
+	s.region->page.req_slot[2].processed = RTIOREQ_STATE_PROCESSING;
+	s.region->page.req_slot[1].processed = RTIOREQ_STATE_COMPLETE;
+	d0 = rtioreq_hv_done_seq(s.region, 0);
+	d1 = rtioreq_hv_done_seq(s.region, 1);
+	d2 = rtioreq_hv_done_seq(s.region, 2);
+
+	assert_int_equal(rtioreq_shm_open(&e2, name), 0);
+	assert_int_equal(e2.stale_owner, pid);
+	assert_int_equal(rtioreq_hv_engine(&s, &who), RTIOREQ_HV_ENGINE_ALIVE);
+	assert_int_equal(who, getpid());
+	eng = rtioreq_engine_create(NULL);
+	assert_non_null(eng);
+	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
+					    .id = 1, .vcpu_num = 4, .page = &e2.region->page,
+					    .chan = &e2.region->chan, .paused = true,
+					    .takeover = true });
+	assert_non_null(vm);
+	/* completed at attach, before any taker runs (the VM is still paused) */
+	assert_int_equal(s.region->page.req_slot[0].processed, RTIOREQ_STATE_COMPLETE);
+	assert_int_equal(s.region->page.req_slot[0].reqs.pio_request.value, 0xffff);
+	assert_int_equal(rtioreq_hv_done_seq(s.region, 0), d0 + 1);
+	assert_int_equal(s.region->page.req_slot[2].processed, RTIOREQ_STATE_COMPLETE);
+	assert_int_equal(s.region->page.req_slot[2].reqs.mmio_request.value, wr.value);
+	assert_int_equal(rtioreq_hv_done_seq(s.region, 2), d2); /* it spins: no notification */
+	assert_int_equal(rtioreq_hv_done_seq(s.region, 1), d1 + 1);
+	assert_int_equal(s.region->page.req_slot[3].processed, RTIOREQ_STATE_FREE);
+	rtioreq_vm_stats(vm, &st);
+	assert_int_equal(st.abandoned, 2);
+	assert_int_equal(st.completed, 2);
+	assert_int_equal(st.dispatched, 0);
+	assert_int_equal(st.notified, 1);
+	/* a request PENDING now is served once started; the final counters include the
+	 * detach sweep */
+	for (uint16_t v = 0; v < 3; v++)
+		rtioreq_hv_release(s.region, v);
+	assert_int_equal(rtioreq_hv_submit(s.region, 3, &rd, true, false), 1);
+	assert_int_equal(rtioreq_vm_detach_stats(vm, &st), 0);
+	assert_int_equal(s.region->page.req_slot[3].processed, RTIOREQ_STATE_COMPLETE);
+	assert_int_equal(st.completed, 3);
+	assert_int_equal(st.cleared, 1);
+	rtioreq_engine_destroy(eng);
+	rtioreq_shm_close(&e2);
+	assert_int_equal(rtioreq_hv_engine(&s, &who), RTIOREQ_HV_ENGINE_NONE);
+	rtioreq_shm_close(&s);
 }
 
 struct child_report {
@@ -205,6 +332,8 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_region_validation),
+		cmocka_unit_test(test_region_half_created),
+		cmocka_unit_test(test_region_owner_takeover),
 		cmocka_unit_test(test_cross_process_polling),
 		cmocka_unit_test(test_cross_process_notify),
 	};

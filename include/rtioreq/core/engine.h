@@ -35,6 +35,7 @@ struct rtioreq_engine;
 struct rtioreq_vm;
 struct rtioreq_client;
 struct rtioreq_poller;
+struct rtioreq_vm_stats;
 
 /*
  * A validated private copy of one slot's request: what handlers see. Handlers never
@@ -137,6 +138,15 @@ struct rtioreq_vm_attr {
 	 * half its devices (a write taken by nobody would be lost to the device).
 	 */
 	bool paused;
+	/*
+	 * The caller owns the shared region exclusively and its previous engine died
+	 * without detaching (rtioreq_shm.stale_owner, docs/shm-protocol.md 7.4): slots that
+	 * engine left PROCESSING are completed at attach (reads all ones, counted
+	 * `abandoned`, notified if asked), and slots left COMPLETE get one more done_seq
+	 * increment (it may have died between COMPLETE and the notification). Never set it
+	 * while another engine may still serve the page. Ignored without @chan.
+	 */
+	bool takeover;
 };
 
 /*
@@ -155,6 +165,8 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
  * rtioreq_client_destroy()), any PENDING slot is completed. May block.
  * Return 0. The page is no longer touched when it returns.
  */
+/* rtioreq_vm_detach_stats(): the same, and @final (may be NULL) gets the VM's counters
+ * after the last sweep, so they include what detach itself completed. */
 /*
  * rtioreq_vm_start() - start serving a VM attached with attr->paused: every slot goes
  * to the poller rtioreq_vm_set_poller() placed it on meanwhile (recorded, not applied,
@@ -164,6 +176,7 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 int rtioreq_vm_start(struct rtioreq_vm *vm);
 
 int rtioreq_vm_detach(struct rtioreq_vm *vm);
+int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *final);
 
 /*
  * rtioreq_vm_upcall() - the hypervisor's upcall interrupt for this VM: wake the
@@ -192,7 +205,10 @@ struct rtioreq_chan *rtioreq_vm_chan(struct rtioreq_vm *vm);
 /*
  * Per-VM counters, summed over slots. Each request taken from PENDING counts once in
  * `dispatched` and, when its COMPLETE is stored, once in `completed` and once in
- * exactly one of `polled` / `fallback`. The other counters classify requests.
+ * exactly one of `polled` / `fallback`. A request a dead engine left PROCESSING and
+ * this one completed at attach (rtioreq_vm_attr.takeover) counts in `abandoned`,
+ * `completed` and `fallback`, not in `dispatched`: once a VM is detached, completed =
+ * dispatched + abandoned. The other counters classify requests.
  */
 struct rtioreq_vm_stats {
 	uint64_t dispatched;	 /* taken from PENDING */
@@ -205,6 +221,7 @@ struct rtioreq_vm_stats {
 	uint64_t cleared;	 /* completed at once during clear/detach */
 	uint64_t forced;	 /* force-completed by clear/destroy after the bound */
 	uint64_t notified;	 /* completion notifications sent */
+	uint64_t abandoned;	 /* left PROCESSING by a dead engine, completed at takeover */
 };
 void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out);
 

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "rtioreq/abi.h"
 
@@ -18,6 +19,12 @@ struct rtioreq_shm {
 	int fd;
 	bool owner;	/* created it: unlinks the name on close */
 	char name[64];	/* POSIX shm name ("/rtioreq-..."), empty for an anonymous memfd */
+	/* engine side (rtioreq_shm_open*): */
+	int lock_fd;	   /* our own open file description, holding the owner lock; or -1 */
+	pid_t stale_owner; /* the previous engine died without detaching: its pid (attach
+			    * with rtioreq_vm_attr.takeover); 0 if it detached or none was */
+	pid_t holder;	   /* on -EBUSY: pid of the live engine that owns it (0: unknown) */
+	char why[96];	   /* on -EINVAL or -EAGAIN: what is wrong with the region */
 };
 
 /*
@@ -27,11 +34,24 @@ struct rtioreq_shm {
  */
 int rtioreq_shm_create(struct rtioreq_shm *s, const char *name, uint16_t vcpu_num);
 
-/* Map a region created by another process. Return 0, -EINVAL (not an rtioreq region:
- * size, magic or version), or -errno of shm_open/mmap. */
+/*
+ * rtioreq_shm_open() / rtioreq_shm_open_fd() - the engine's side: map a region created
+ * by another process, check it, and claim it: at most one live engine per region.
+ * The claim is an OFD write lock (F_OFD_SETLK) on the channel's owner word, taken on an
+ * open file description of our own (so it also excludes an engine that inherited the
+ * creator's fd), plus our pid in that word. The kernel drops the lock when the engine
+ * dies; a nonzero word found under a free lock names an engine that died without
+ * detaching (@s->stale_owner): attach with rtioreq_vm_attr.takeover then. Call
+ * rtioreq_shm_close() only after the VM is detached: it clears the word and unlocks.
+ * Return: 0; -ENOENT (no such name); -EAGAIN (being created: size 0 or no magic yet;
+ * retry); -EINVAL (not a region this engine serves: size, magic, version or vcpu_num,
+ * said in @s->why); -EBUSY (a live engine owns it, its pid in @s->holder); or -errno of
+ * shm_open/mmap/fcntl. rtioreq_shm_open_fd() does not take over @fd on failure.
+ */
 int rtioreq_shm_open(struct rtioreq_shm *s, const char *name);
 int rtioreq_shm_open_fd(struct rtioreq_shm *s, int fd);
 
+/* Unmap and close; the creator unlinks the name; an engine releases its claim. */
 void rtioreq_shm_close(struct rtioreq_shm *s);
 
 /* One request as the hypervisor side issues it. */
@@ -76,5 +96,15 @@ uint32_t rtioreq_hv_done_seq(struct rtioreq_shm_region *r, uint16_t vcpu);
  */
 int rtioreq_hv_wait(struct rtioreq_shm_region *r, uint32_t mask, const uint32_t *seen,
 		    uint64_t timeout_ns);
+
+/*
+ * rtioreq_hv_engine() - hypervisor side: is an engine serving region @s (section 7.4
+ * of docs/shm-protocol.md)? Asks the kernel for the owner lock (F_OFD_GETLK on the
+ * creator's own fd) and reads the owner word. *@pid (may be NULL) gets the word.
+ * Return: RTIOREQ_HV_ENGINE_ALIVE, _NONE (none attached, or the last one detached),
+ * _DEAD (the last one died without detaching: the next one takes over), or -errno.
+ */
+enum { RTIOREQ_HV_ENGINE_NONE, RTIOREQ_HV_ENGINE_ALIVE, RTIOREQ_HV_ENGINE_DEAD };
+int rtioreq_hv_engine(const struct rtioreq_shm *s, pid_t *pid);
 
 #endif /* RTIOREQ_SHM_H */
