@@ -469,11 +469,12 @@ static uint64_t parse_count(const char *s)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: torture [-d SECONDS | -n REQUESTS] [-s SCENARIO,...] [--seed N]\n"
-		   "  -d, --duration SECONDS  run time (default 60; $RTIOREQ_TORTURE_SECONDS caps it)\n"
-		   "  -n, --requests N        total requests over both VMs instead (k/M/G)\n"
-		   "  -s, --scenarios LIST    default moves,churn,ranges,blocking,clears,restarts;\n"
-		   "                          also: hybrid, handler-ranges, late, destroy-held\n"
-		   "      --seed N            control thread's random seed (default 1)\n");
+		"  -d, --duration SECONDS  run time, default 60\n"
+		"                          (capped by $RTIOREQ_TORTURE_SECONDS if set)\n"
+		"  -n, --requests N        total requests over both VMs instead (k/M/G)\n"
+		"  -s, --scenarios LIST    default moves,churn,ranges,blocking,clears,restarts;\n"
+		"                          also: hybrid, handler-ranges, late, destroy-held\n"
+		"      --seed N            control thread's random seed (default 1)\n");
 }
 
 int main(int argc, char **argv)
@@ -538,8 +539,7 @@ int main(int argc, char **argv)
 		vms[i].id = (uint16_t)(i + 1);
 		pthread_mutex_init(&vms[i].win_lock, NULL);
 		CHECK(rtioreq_shm_create(&vms[i].shm, NULL, VCPUS) == 0, "shm_create");
-		vms[i].requests = total_requests ? total_requests / VMS + (i < (int)(total_requests % VMS))
-						 : 0;
+		vms[i].requests = total_requests / VMS + (i < (int)(total_requests % VMS));
 	}
 	printf("# torture: %d VMs x %d vCPUs, %s, scenarios %s\n", VMS, VCPUS,
 	       total_requests ? "by requests" : "by time", list);
@@ -566,7 +566,8 @@ int main(int argc, char **argv)
 		       vms[i].id, vms[i].id == 1 ? "polling" : "notify", (unsigned long)r->requests,
 		       (unsigned long)r->completed, (unsigned long)r->lost,
 		       (unsigned long)r->duplicated, (unsigned long)r->mismatched,
-		       (unsigned long)r->upcalls, (unsigned long)rtioreq_hist_percentile(&r->rtt, 99),
+		       (unsigned long)r->upcalls,
+		       (unsigned long)rtioreq_hist_percentile(&r->rtt, 99),
 		       (unsigned long)r->rtt.max);
 		CHECK(vms[i].sim_rc == 0, "sim_run: %d", vms[i].sim_rc);
 		sum_req += r->requests;

@@ -68,9 +68,11 @@ check() {
 		(cd "$d" && spin -t -p -g "$@" slot.pml 2>&1 | tail -n 80)
 		fail=1 ;;
 	assert | end)
-		if [ "$expect" = assert ]; then pat="assertion violated"; else pat="invalid end state"; fi
+		pat="invalid end state"
+		[ "$expect" = assert ] && pat="assertion violated"
 		if [ "$errs" -gt 0 ] && grep -q "^pan:1: $pat" "$d/pan.log"; then
-			echo "ok: $name: counterexample found: $(sed -n 's/^pan:1: //p' "$d/pan.log") (${secs}s)"
+			found=$(sed -n 's/^pan:1: //p' "$d/pan.log")
+			echo "ok: $name: counterexample found: $found (${secs}s)"
 			return
 		fi
 		echo "FAIL: $name: expected spin to report '$pat', it reported:"

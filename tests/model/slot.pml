@@ -358,7 +358,7 @@ end_poll:
 			:: /* hybrid idle: spin_ns elapsed (poller_sleep()) */
 #ifndef MUT_POLL_SET_BEFORE_WAKE
 				w0 = pwake;	/* P2 first: a set change after it bumps wake */
-				cur = pset;	/* S2 again, after P2 (fix of issue #14 item 2) */
+				cur = pset;	/* S2 again, after P2 (fix of #14 item 2) */
 #else
 				cur = s;	/* the set loaded before P2 (today's poll.c) */
 				w0 = pwake;	/* P2 */
@@ -510,7 +510,7 @@ end_w:
 #ifndef MUT_BARE_BIT
 			:: cstate == C_TAKEN && cgen == g -> cstate = C_NONE; ok = 1
 #else
-			:: cstate == C_TAKEN -> cstate = C_NONE; ok = 1	/* the vCPU bit only */
+			:: cstate == C_TAKEN -> cstate = C_NONE; ok = 1	/* by the bit */
 #endif
 			:: else -> ok = 0
 			fi
