@@ -10,18 +10,23 @@
  *  - the engine's takers: a poller (S2, T1, hybrid idle NW with P2) and the dispatcher
  *    (D1, V2, O2, T1), both serving through rtioreq__serve() (T0, snapshot, T2 CAS) and
  *    rtioreq__complete() (C1, C2, N1);
- *  - a control thread attaching the VM (V1, K1) and handing the slot
- *    dispatcher -> poller -> dispatcher -> poller across RCU grace periods (vm_place:
- *    O1, GP, polled_mask seq_cst RMW, S1 + P1 / S1 + P1, GP, O1 + K1);
+ *  - VM attach while the dispatcher runs (V1, K1), with a request PENDING before or
+ *    during it;
+ *  - a control thread handing the slot dispatcher -> poller -> dispatcher (-> poller
+ *    with MOVES=3) across RCU grace periods, stopping after any move (vm_place: O1, GP,
+ *    polled_mask seq_cst RMW, S1 + P1 / S1 + P1, GP, need_wakeup and polled_mask
+ *    cleared, O1 + K1);
  *  - VM clear (L1/L2, the drain bound, the force pass) with a blocking client and two
  *    waiter threads whose completion may come late, claims by generation;
  *  - engine death (kill -9 at any step) and takeover by a second engine that holds the
  *    region's ownership lock (a kernel-maintained liveness: an OFD lock) and completes
  *    the PROCESSING slots the dead engine left.
  *
- * Scenarios (one per spin run, chosen with -D):
- *  HANDOVER  hypervisor + poller (hybrid idle) + dispatcher + control (attach, 3 moves)
- *  CLEAR     hypervisor + dispatcher + blocking client (2 waiters) + 2 clears
+ * Scenarios (one per spin run, chosen with -D; sizes: -DNREQ (requests, default 2),
+ * -DMOVES (2 or 3), -DNCLEAR (clears, default 1); CI checks the defaults):
+ *  HANDOVER  hypervisor + poller (hybrid idle) + dispatcher + control (slot moves)
+ *  ATTACH    hypervisor + dispatcher + a VM attach
+ *  CLEAR     hypervisor + dispatcher + blocking client (2 waiters) + clears
  *  TAKEOVER  hypervisor + engine A (may die at any step) + engine B (attaches after)
  *
  * Properties (spin -a; pan in safety mode, with invalid-end-state checking):
