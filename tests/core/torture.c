@@ -114,7 +114,7 @@ static _Atomic int stop;
 
 /* counters: what each scenario did, and what the devices saw */
 static _Atomic uint64_t n_moves, n_churn, n_ranges, n_blocking, n_clears, n_forced,
-	n_restarts, n_handler_moves, n_late_refused, n_waited, n_calls;
+	n_restarts, n_handler_moves, n_late_refused, n_waited, n_calls, n_sleeps;
 
 static uint64_t mix(uint64_t x)
 {
@@ -324,6 +324,10 @@ static void engine_up(void)
 
 static void engine_down(void)
 {
+	struct rtioreq_poller_stats ps;
+
+	rtioreq_poller_stats(poller, &ps);
+	atomic_fetch_add(&n_sleeps, ps.sleeps);
 	for (int i = 0; i < VMS; i++)
 		blk_stop(&vms[i]);
 	/* detaches every VM (clients destroyed, PENDING slots swept), joins everything */
@@ -578,11 +582,11 @@ int main(int argc, char **argv)
 	}
 	printf("control: moves %lu churn %lu window moves %lu (from handlers %lu) blocking "
 	       "re-creations %lu clears %lu (forced %lu, late completions refused %lu) restarts "
-	       "%lu; device calls %lu, waiter takes %lu\n",
+	       "%lu; device calls %lu, waiter takes %lu, poller sleeps %lu\n",
 	       (unsigned long)n_moves, (unsigned long)n_churn, (unsigned long)n_ranges,
 	       (unsigned long)n_handler_moves, (unsigned long)n_blocking, (unsigned long)n_clears,
 	       (unsigned long)n_forced, (unsigned long)n_late_refused, (unsigned long)n_restarts,
-	       (unsigned long)n_calls, (unsigned long)n_waited);
+	       (unsigned long)n_calls, (unsigned long)n_waited, (unsigned long)n_sleeps);
 	printf("SUMMARY requests=%lu completed=%lu bad=%lu seconds=%.1f\n", (unsigned long)sum_req,
 	       (unsigned long)sum_done, (unsigned long)bad, (double)(now_ns() - t0) / 1e9);
 	CHECK(bad == 0, "lost, duplicated or mismatched requests (see above)");
@@ -597,6 +601,7 @@ int main(int argc, char **argv)
 	CHECK(!(sc & SC_CLEARS) || n_clears > 0, "no clear");
 	CHECK(!(sc & SC_RESTARTS) || n_restarts > 0, "no restart");
 	CHECK(!(sc & SC_HANDLER_RANGES) || n_handler_moves > 0, "no window move from a handler");
+	CHECK(!(sc & SC_HYBRID) || n_sleeps > 0, "the hybrid poller never slept");
 	CHECK(n_waited > 0 && n_calls > 0, "devices never called");
 	printf("torture: ok\n");
 	return 0;
