@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: MIT
 # Install what rtioreq needs on Debian 12 (only the packages that are missing).
 #   scripts/deps.sh          build and test: compiler, cmake, liburcu, libcyaml,
-#                            libcpuset, cmocka
+#                            libcpuset, cmocka, spin (tests/model)
 #   scripts/deps.sh --bench  also what bench/run.sh uses: cyclictest (rt-tests),
 #                            gnuplot, jq
 set -eu
-pkgs="build-essential cmake pkg-config liburcu-dev libcmocka-dev libcyaml-dev libyaml-dev libcpuset-dev"
+pkgs="build-essential cmake pkg-config liburcu-dev libcmocka-dev libcyaml-dev libyaml-dev libcpuset-dev spin"
 for a in "$@"; do
 	case $a in
 	--bench) pkgs="$pkgs rt-tests gnuplot-nox jq" ;;
