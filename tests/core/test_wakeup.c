@@ -5,9 +5,19 @@
  * that lost a wake-up forced by a test hook (sys/hook_pvt.h): the sleeper is held just
  * before it reads its doorbell word while a control call hands it new work and rings
  * that doorbell. A request on the new work must then complete with no other wake-up.
+ * And without futex_waitv(2) (denied by seccomp) the engine refuses to start rather
+ * than spin.
  */
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "sys/hook_pvt.h"
@@ -176,6 +186,98 @@ static void test_dispatcher_vm_after_kick(void **state)
 	dispatcher_given_vm_while_held("dispatch.wait.after_kick");
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* No futex_waitv */
+
+#if defined(__x86_64__)
+#define T_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define T_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#ifdef T_AUDIT_ARCH
+/* This thread and its future children get ENOSYS for syscall 449 (futex_waitv), as on
+ * Linux < 5.16. A raw BPF filter; no libseccomp. Return 0 or -errno. */
+static int deny_futex_waitv(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, T_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 449, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0))
+		return -errno;
+	return 0;
+}
+
+static uint64_t cpu_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * In a forked child with syscall 449 denied: rtioreq_engine_create() fails with ENOSYS
+ * (the sleepers cannot sleep). If it created an engine instead (before the fix), the
+ * child reports how much CPU the idle engine (dispatcher + a hybrid poller) burned in
+ * 200 ms and the test fails: that was a full CPU per sleeper.
+ */
+static void test_no_futex_waitv_refused(void **state)
+{
+	int status = 0;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		struct rtioreq_engine *eng;
+		struct rtioreq_poller *p;
+		uint64_t t0, c0, c1;
+
+		if (deny_futex_waitv()) {
+			fprintf(stdout, "seccomp filter refused: %s\n", strerror(errno));
+			_exit(3);
+		}
+		if (syscall(449, NULL, 0, 0, NULL, 0) != -1 || errno != ENOSYS)
+			_exit(4); /* the filter does not work as meant */
+		eng = rtioreq_engine_create(NULL);
+		if (!eng)
+			_exit(errno == ENOSYS ? 0 : 5);
+		p = rtioreq_poller_create(eng, &(struct rtioreq_thread_attr){ .cpu = -1 });
+		if (p)
+			rtioreq_poller_set_idle(p, 1000);
+		h_sleep_ms(20);
+		c0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+		t0 = h_now_ns();
+		h_sleep_ms(200);
+		c1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+		fprintf(stdout, "engine created without futex_waitv: idle CPU %.1f ms in %.1f ms\n",
+			(double)(c1 - c0) / 1e6, (double)(h_now_ns() - t0) / 1e6);
+		fflush(stdout);
+		_exit(6);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* the parent (no filter) still creates engines */
+	rtioreq_engine_destroy(rtioreq_engine_create(NULL));
+}
+#else
+static void test_no_futex_waitv_refused(void **state)
+{
+	skip(); /* no seccomp arch constant for this architecture in the test */
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +285,7 @@ int main(void)
 		cmocka_unit_test(test_poller_slot_after_wake),
 		cmocka_unit_test(test_dispatcher_vm_before_kick),
 		cmocka_unit_test(test_dispatcher_vm_after_kick),
+		cmocka_unit_test(test_no_futex_waitv_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
