@@ -419,6 +419,7 @@ int cli_kvm(int argc, char **argv)
 
 	rtioreq_kvm_run(k, o.timeout_ns);
 
+	rtioreq_pcdev_uart_flush(pc); /* con_out runs on the device set's output thread */
 	pthread_mutex_lock(&con.lock);
 	con_flush(&con);
 	pthread_mutex_unlock(&con.lock);

@@ -20,61 +20,10 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "sys/hook_pvt.h"
+#include "hold.h"
 
 #define PIO RTIOREQ_TYPE_PORTIO
 #define RD RTIOREQ_DIR_READ
-
-/* ---------------------------------------------------------------------------------- */
-/* Hold one thread at one hook point until released */
-
-static const char *_Atomic hold_where; /* hook name to hold at; NULL: none */
-static void *_Atomic hold_arg;	       /* and only for this argument */
-static _Atomic int hold_armed, held, released;
-
-static void hold_hook(const char *where, void *arg)
-{
-	const char *w = atomic_load(&hold_where);
-	int one = 1;
-
-	if (!w || strcmp(where, w) || arg != atomic_load(&hold_arg))
-		return;
-	if (!atomic_compare_exchange_strong(&hold_armed, &one, 0))
-		return; /* hold once */
-	atomic_store(&held, 1);
-	while (!atomic_load(&released))
-		h_sleep_ms(1);
-}
-
-static void hold_arm(const char *where, void *arg)
-{
-	atomic_store(&held, 0);
-	atomic_store(&released, 0);
-	atomic_store(&hold_arg, arg);
-	atomic_store(&hold_where, where);
-	atomic_store(&hold_armed, 1);
-	atomic_store(&rtioreq__test_hook, hold_hook);
-}
-
-/* Wait until the armed thread is held (fails the test after 5 s). */
-static void hold_wait(void)
-{
-	for (int i = 0; i < 5000 && !atomic_load(&held); i++)
-		h_sleep_ms(1);
-	assert_int_equal(atomic_load(&held), 1);
-}
-
-static void hold_release(void)
-{
-	atomic_store(&released, 1);
-}
-
-static void hold_off(void)
-{
-	atomic_store(&rtioreq__test_hook, NULL);
-	atomic_store(&hold_where, NULL);
-	hold_release();
-}
 
 /* ---------------------------------------------------------------------------------- */
 
