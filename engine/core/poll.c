@@ -4,6 +4,14 @@
  * seen PENDING it takes the request, runs the handler inline and stores COMPLETE.
  * Steady state: no syscall, no lock, no allocation (tests/core/test_hotpath.c counts them
  * with per-thread perf counters and an allocator hook). Ordering pairs: engine_pvt.h.
+ *
+ * Not steady state: while a grace period is in progress (a slot move's synchronize,
+ * the call_rcu worker retiring range tables and slot sets), liburcu's quiescent-state
+ * report in this loop issues one FUTEX_WAKE if the grace-period waiter stopped spinning
+ * and went to sleep (after ~100 checks: when this poller was preempted or in a long
+ * handler). At most one per grace period; nothing else (test_polling_syscalls_under_
+ * churn measures it). Avoiding it would mean replacing liburcu's grace-period wait;
+ * the engine keeps grace periods few instead (call_rcu batches retired tables).
  */
 #include <errno.h>
 #include <stdlib.h>
