@@ -33,8 +33,8 @@
 enum { HYG_SYSCALLS, HYG_FAULTS, HYG_FAULTS_MIN, HYG_FAULTS_MAJ, HYG_CTXSW, HYG_NCTR };
 
 /* The thread whose allocations are counted (0: none) and the count. */
-static _Atomic pid_t hyg_watched_tid;
-static _Atomic uint64_t hyg_watched_allocs;
+static _Atomic pid_t hyg_watched_tid __attribute__((unused));
+static _Atomic uint64_t hyg_watched_allocs __attribute__((unused));
 
 #if HYG_COUNT_ALLOCS
 extern void *__libc_malloc(size_t n);

@@ -17,7 +17,10 @@
  *    n-th transition leaves it at level n & 1) and replayed, in order, through
  *    rtioreq_vm_raise_irq() after the lock is dropped, by whichever thread holds the
  *    delivery token (IR below); a thread that finds the token taken leaves its
- *    transitions to the holder and returns at once: no thread waits for another.
+ *    transitions to the holder and returns at once: no thread waits for another. (A
+ *    transition may thus wait for the holder's raise_irq in progress; if the holder
+ *    is a preempted SCHED_OTHER client thread, as long as it is preempted: give the
+ *    models' client threads the pollers' priority where interrupt latency matters.)
  * reset is called after the lock is dropped. The PCI model is two atomics; the default
  * client is stateless. Counters are relaxed atomics (statistics only).
  *
