@@ -33,8 +33,8 @@
 enum { HYG_SYSCALLS, HYG_FAULTS, HYG_FAULTS_MIN, HYG_FAULTS_MAJ, HYG_CTXSW, HYG_NCTR };
 
 /* The thread whose allocations are counted (0: none) and the count. */
-static _Atomic pid_t hyg_watched_tid;
-static _Atomic uint64_t hyg_watched_allocs;
+static _Atomic pid_t hyg_watched_tid __attribute__((unused));
+static _Atomic uint64_t hyg_watched_allocs __attribute__((unused));
 
 #if HYG_COUNT_ALLOCS
 extern void *__libc_malloc(size_t n);
@@ -169,6 +169,41 @@ static int hyg_open(struct hyg_counters *c, pid_t tid, char *why, size_t len)
 	return 0;
 }
 
+/*
+ * One tracepoint counter (e.g. "syscalls/sys_enter_write": one syscall only) on thread
+ * @tid, enabled at once. Return the fd, or -1 with @why filled.
+ */
+static inline int hyg_open_tracepoint(const char *event, pid_t tid, char *why, size_t len)
+{
+	long id = hyg_tracepoint_id(event);
+	int fd;
+
+	if (id < 0) {
+		snprintf(why, len, "no %s tracepoint id in tracefs", event);
+		return -1;
+	}
+	fd = hyg_perf_open(PERF_TYPE_TRACEPOINT, (uint64_t)id, tid);
+	if (fd < 0 || ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)) {
+		snprintf(why, len, "perf_event_open(%s) on thread %d: %s", event, (int)tid,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Read and close a counter of hyg_open_tracepoint(). Return the count or UINT64_MAX. */
+static inline uint64_t hyg_read_close(int fd)
+{
+	uint64_t v = UINT64_MAX;
+
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		v = UINT64_MAX;
+	close(fd);
+	return v;
+}
+
 /* PERF_EVENT_IOC_ENABLE / _DISABLE on every counter. 0 or -errno. */
 static int hyg_ctl(struct hyg_counters *c, unsigned long op)
 {
@@ -197,7 +232,7 @@ struct hyg_control {
 	_Atomic int go;
 };
 
-static void *hyg_control_main(void *arg)
+static inline void *hyg_control_main(void *arg)
 {
 	struct hyg_control *c = arg;
 

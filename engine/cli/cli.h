@@ -32,6 +32,9 @@ bool cli_mode(const char *opt, const char *s);
 /* Open --json=FILE ("-" or NULL: stdout). */
 FILE *cli_json_open(const char *file);
 
+/* Why rtioreq_engine_create() failed with @err, in words (ENOSYS: no futex_waitv). */
+const char *cli_engine_error(int err);
+
 int cli_online_cpus(void);
 /* @cpu must be one this process may run on; returns it, or dies naming @opt. */
 int cli_check_cpu(const char *opt, int cpu);

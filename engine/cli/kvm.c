@@ -383,7 +383,7 @@ int cli_kvm(int argc, char **argv)
 
 	eng = rtioreq_engine_create(NULL);
 	if (!eng)
-		cli_die("engine: %s", strerror(errno));
+		cli_die("engine: %s", cli_engine_error(errno));
 	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
 					    .id = 1,
 					    .vcpu_num = (uint16_t)nv,
@@ -419,6 +419,7 @@ int cli_kvm(int argc, char **argv)
 
 	rtioreq_kvm_run(k, o.timeout_ns);
 
+	rtioreq_pcdev_uart_flush(pc); /* con_out runs on the device set's output thread */
 	pthread_mutex_lock(&con.lock);
 	con_flush(&con);
 	pthread_mutex_unlock(&con.lock);

@@ -157,3 +157,11 @@ int cli_online_cpus(void)
 
 	return n > 0 ? (int)n : 1;
 }
+
+const char *cli_engine_error(int err)
+{
+	if (err == ENOSYS)
+		return "futex_waitv(2) is not available (Linux 5.16 or later is needed; "
+		       "or a seccomp policy denies it)";
+	return strerror(err);
+}

@@ -275,7 +275,7 @@ int cli_run_profile(const struct cli_profile_opts *o)
 	}
 	eng = rtioreq_engine_create(&plan.engine);
 	if (!eng)
-		cli_die("engine: %s", strerror(errno));
+		cli_die("engine: %s", cli_engine_error(errno));
 	vrs = calloc(p->n_vms, sizeof(*vrs));
 	if (!vrs)
 		cli_die("out of memory");

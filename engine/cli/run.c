@@ -247,6 +247,8 @@ int cli_run(int argc, char **argv)
 	ea.clients = thread_attr(&o, o.dispatcher_cpu, NULL);
 	ea.rcu = (struct rtioreq_thread_attr){ .cpu = o.producer_cpu }; /* not a poller's */
 	eng = rtioreq_engine_create(&ea);
+	if (!eng && errno == ENOSYS)
+		cli_die("engine: %s", cli_engine_error(errno));
 	if (!eng)
 		die_errno("engine", errno);
 	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){ .id = 1,

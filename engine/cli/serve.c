@@ -206,7 +206,7 @@ int cli_serve(int argc, char **argv)
 	}
 	eng = rtioreq_engine_create(&ea);
 	if (!eng)
-		cli_die("engine: %s", strerror(errno));
+		cli_die("engine: %s", cli_engine_error(errno));
 	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
 					    .id = 1, .vcpu_num = (uint16_t)shm.region->chan.vcpu_num,
 					    .page = &shm.region->page, .chan = &shm.region->chan,

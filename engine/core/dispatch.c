@@ -16,6 +16,7 @@
 #include "core/engine_pvt.h"
 #include "sys/fence_pvt.h"
 #include "sys/futex_pvt.h"
+#include "sys/hook_pvt.h"
 #include "sys/thread_pvt.h"
 
 /* ---------------------------------------------------------------------------------- */
@@ -67,6 +68,15 @@ static unsigned int dispatch_scan(struct rtioreq__vmset *vs)
 	return taken;
 }
 
+/*
+ * The dispatcher's loop. Order: the kick word (D1) is read BEFORE the VM set (V2),
+ * never after. An attach or detach publishes the set (V1) and then kicks (K1); so
+ * either this V2 load sees the new set, or its K1 comes after our D1 load and the wait
+ * below returns at once. Read the other way round, a VM attached between the two loads
+ * was missed: the dispatcher waited on the old set's upcall words with the new kick
+ * value, and the new VM's upcalls woke nobody (tests/core/test_wakeup.c holds the
+ * dispatcher in that window).
+ */
 static void *dispatcher_main(void *arg)
 {
 	struct rtioreq_engine *eng = arg;
@@ -74,24 +84,28 @@ static void *dispatcher_main(void *arg)
 
 	rtioreq__rcu_register();
 	for (;;) {
-		/* V2: pairs with V1 in rtioreq__dispatch_publish() */
-		struct rtioreq__vmset *vs = atomic_load_explicit(&eng->vmset, memory_order_acquire);
+		struct rtioreq__vmset *vs;
 		unsigned int n = 1;
 
-		/* D1: doorbells read before the scan, so a ring after the scan read them
-		 * makes the wait below return at once; pairs with U1 and K1 */
+		RTIOREQ__HOOK("dispatch.wait.before_kick", eng);
+		/* D1: doorbells read before the set and the scan, so a ring after this makes
+		 * the wait below return at once; pairs with K1 (and U1 below) */
 		rtioreq__futex_waitv_set(&wv[0], &eng->kick,
 					 atomic_load_explicit(&eng->kick, memory_order_acquire),
 					 false);
+		RTIOREQ__HOOK("dispatch.wait.after_kick", eng);
 		/* relaxed, after D1: destroy stores stop before its kick (K1), so either D1
 		 * saw that kick and this sees stop, or the wait below returns at once. (Read
 		 * before D1, a stop+kick in between was lost and the join hung: seen once in
 		 * 40 TSan runs.) The join orders everything else. */
 		if (atomic_load_explicit(&eng->stop, memory_order_relaxed))
 			break;
+		/* V2, after D1: pairs with V1 in rtioreq__dispatch_publish() */
+		vs = atomic_load_explicit(&eng->vmset, memory_order_acquire);
 		for (uint32_t i = 0; vs && i < vs->n; i++, n++) {
 			_Atomic uint32_t *w = rtioreq_wire_atomic(&vs->vm[i]->chan->upcall_seq.word);
 
+			/* D1 for the VM's upcall word: pairs with the hv's U1 */
 			rtioreq__futex_waitv_set(&wv[n], w,
 						 atomic_load_explicit(w, memory_order_acquire), true);
 		}

@@ -33,6 +33,11 @@ struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *a
 		errno = EINVAL;
 		return NULL;
 	}
+	/* no futex_waitv (Linux < 5.16, or denied): the sleepers could only spin */
+	if (!rtioreq__futex_waitv_supported()) {
+		errno = ENOSYS;
+		return NULL;
+	}
 	eng = calloc(1, sizeof(*eng));
 	if (!eng)
 		return NULL;

@@ -36,6 +36,14 @@
  *  OW  region owner word (chan.owner): written only by the engine holding the region's
  *      OFD lock (engine/hv/shm.c); the kernel's lock hand-over orders a dead owner's
  *      slot stores before the next owner's takeover sweep (takeover.c)
+ *  Sleep handshakes (a store-then-ring by control, load-then-load by the sleeper):
+ *  - hybrid poller: control S1 then P1; poller P2 THEN S2 (reloads its set after the
+ *    wake word), NW bits on that set, futex_waitv on the wake word + upcall words;
+ *  - dispatcher: control V1 (or O1, M1, L1) then K1; dispatcher D1 on kick THEN V2,
+ *    D1 on each VM's upcall word, scan, futex_waitv on all of them.
+ *    Either the sleeper's second load sees the new set, or the ring came after its
+ *    first load and the wait returns at once. The reverse order (set, then word) loses
+ *    a set published between the two loads (tests/core/test_wakeup.c).
  * Objects unpublished by M1/S1/V1/O1 are freed or change owner only after an RCU
  * grace period (rcu_pvt.h): a reader never sees a slot, map or VM change under it.
  *

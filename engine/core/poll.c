@@ -4,6 +4,14 @@
  * seen PENDING it takes the request, runs the handler inline and stores COMPLETE.
  * Steady state: no syscall, no lock, no allocation (tests/core/test_hotpath.c counts them
  * with per-thread perf counters and an allocator hook). Ordering pairs: engine_pvt.h.
+ *
+ * Not steady state: while a grace period is in progress (a slot move's synchronize,
+ * the call_rcu worker retiring range tables and slot sets), liburcu's quiescent-state
+ * report in this loop issues one FUTEX_WAKE if the grace-period waiter stopped spinning
+ * and went to sleep (after ~100 checks: when this poller was preempted or in a long
+ * handler). At most one per grace period; nothing else (test_polling_syscalls_under_
+ * churn measures it). Avoiding it would mean replacing liburcu's grace-period wait;
+ * the engine keeps grace periods few instead (call_rcu batches retired tables).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,6 +23,7 @@
 #include "sys/clock_pvt.h"
 #include "sys/fence_pvt.h"
 #include "sys/futex_pvt.h"
+#include "sys/hook_pvt.h"
 #include "sys/thread_pvt.h"
 
 static _Atomic uint32_t *nw_word(const struct rtioreq__pent *e)
@@ -23,20 +32,32 @@ static _Atomic uint32_t *nw_word(const struct rtioreq__pent *e)
 }
 
 /*
- * Hybrid idle (NW, P1/P2 in engine_pvt.h): ask for the doorbell on every slot of @set,
- * re-check them, sleep until an upcall on one of their channels or a poller wake-up.
- * Called online with @set loaded; returns online; @set must not be used afterwards.
- * Return true if it slept.
+ * Hybrid idle (NW, P1/P2, S1/S2 in engine_pvt.h): ask for the doorbell on every slot of
+ * the set, re-check them, sleep until an upcall on one of their channels or a poller
+ * wake-up. Called online; returns online. Return true if it slept.
+ *
+ * Order: the wake word (P2) is read BEFORE the slot set (S2), never after. A control
+ * call publishes a set (S1) and then rings the wake word (P1); so either this S2 load
+ * sees the new set, or its P1 comes after our P2 load and the futex wait below returns
+ * at once (the word differs). Read the other way round, a set published between the
+ * two loads was missed: the poller slept on the old set with the new wake value, never
+ * set need_wakeup for the new slot, and the hypervisor, seeing "polled, awake", rang
+ * nobody (tests/core/test_wakeup.c holds the poller in that window).
  */
-static bool poller_sleep(struct rtioreq_poller *p, struct rtioreq__pset *set)
+static bool poller_sleep(struct rtioreq_poller *p)
 {
 	struct futex_waitv wv[RTIOREQ_MAX_VMS + 1];
+	struct rtioreq__pset *set;
 	unsigned int n = 0;
 	bool pending = false;
 
-	/* P2: a set change or stop after this makes the wait return at once */
+	RTIOREQ__HOOK("poll.sleep.before_wake", p);
+	/* P2: pairs with P1; a set change or stop after this makes the wait return at once */
 	rtioreq__futex_waitv_set(&wv[n++], &p->wake,
 				 atomic_load_explicit(&p->wake, memory_order_acquire), false);
+	RTIOREQ__HOOK("poll.sleep.after_wake", p);
+	/* S2, after P2: pairs with S1 in set_rebuild(); valid until our next quiescent state */
+	set = atomic_load_explicit(&p->set, memory_order_acquire);
 	for (uint32_t i = 0; set && i < set->n; i++) {
 		_Atomic uint32_t *up = rtioreq_wire_atomic(&set->e[i].vm->chan->upcall_seq.word);
 		unsigned int k = 1;
@@ -110,7 +131,7 @@ static void *poller_main(void *arg)
 			if (!idle_since) {
 				idle_since = now;
 			} else if (now - idle_since >= spin_ns) {
-				sleeps += poller_sleep(p, set);
+				sleeps += poller_sleep(p);
 				/* relaxed: statistics, single writer */
 				atomic_store_explicit(&p->sleeps, sleeps, memory_order_relaxed);
 				idle_since = 0;

@@ -5,13 +5,36 @@
  *
  * Concurrency: a model's handler may run at the same time on several pollers (one per
  * polled vCPU), on its client thread (fallback vCPUs) and in rtioreq_pcdev_handle().
- * The UART, i8042 and RTC keep their registers under one pthread mutex each: the
- * critical sections are a handful of register updates (plus, for a level change, the
- * hypervisor's raise_irq operation, called under the lock so that the levels it sees
- * are in the order the model computed them). A poller may thus wait for another
- * handler or rtioreq_pcdev_uart_input() for that long, never for I/O: uart_out and
- * reset are called after the lock is dropped. The PCI model is two atomics; the
- * default client is stateless. Counters are relaxed atomics (statistics only).
+ * The UART, i8042 and RTC keep their registers under one priority-inheritance mutex
+ * each (a poller waiting for a lock held by a preempted SCHED_OTHER thread boosts it):
+ * the critical sections are a handful of register updates and make no syscall.
+ * What used to be done under them, or on the handler's thread, is moved out:
+ *  - UART output goes through a lock-free single-producer ring (the producer is
+ *    serialized by the UART lock, so bytes keep the model's order) to the device set's
+ *    output thread (SCHED_OTHER), which calls uart_out: a console's write(2) never runs
+ *    on a poller. The handler's only syscall is a FUTEX_WAKE when that thread sleeps.
+ *  - Interrupt level changes are counted per line under the model's lock (a line's
+ *    n-th transition leaves it at level n & 1) and replayed, in order, through
+ *    rtioreq_vm_raise_irq() after the lock is dropped, by whichever thread holds the
+ *    delivery token (IR below); a thread that finds the token taken leaves its
+ *    transitions to the holder and returns at once: no thread waits for another. (A
+ *    transition may thus wait for the holder's raise_irq in progress; if the holder
+ *    is a preempted SCHED_OTHER client thread, as long as it is preempted: give the
+ *    models' client threads the pollers' priority where interrupt latency matters.)
+ * reset is called after the lock is dropped. The PCI model is two atomics; the default
+ * client is stateless. Counters are relaxed atomics (statistics only).
+ *
+ * Ordering pairs of this file (label: partner)
+ *  TX1 producer: store tx.head, release, after the byte      -> TX2
+ *  TX2 output thread: load tx.head, acquire, then the bytes   <- TX1
+ *  TX3 output thread: store tx.tail, release, after reading   -> TX4
+ *  TX4 producer: load tx.tail, acquire, before overwriting    <- TX3
+ *  TXW producer: TX1, seq_cst fence, load tx.sleeping; output thread: store sleeping=1
+ *      (seq_cst), fence, load head: a Dekker pair, so either the thread sees the byte
+ *      or the producer sees it asleep and wakes it
+ *  IR  irq.gen[l] += 1 (seq_cst, under the model's lock) then try the token (seq_cst
+ *      exchange); the holder stores token=0 (seq_cst) then re-reads every gen: either
+ *      the holder sees the new transition, or the other thread gets the token
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +43,10 @@
 #include <time.h>
 
 #include "rtioreq/devices/pcdev.h"
+#include "sys/clock_pvt.h"
+#include "sys/futex_pvt.h"
+#include "sys/hook_pvt.h"
+#include "sys/thread_pvt.h"
 
 /* ------------------------------------------------------------------------- */
 /* Register layouts */
@@ -163,7 +190,31 @@ struct pcdev_rtc {
 
 struct pcdev_stats {
 	_Atomic uint64_t uart_tx, uart_rx, uart_irqs, kbd_irqs, resets, rtc_reads, pci_cfg;
-	_Atomic uint64_t unclaimed_reads, unclaimed_writes;
+	_Atomic uint64_t unclaimed_reads, unclaimed_writes, uart_tx_dropped;
+};
+
+#define TX_RING 16384u /* bytes; a power of two */
+
+/* UART output: one producer (under uart.lock), one consumer (the output thread). */
+struct pcdev_tx {
+	_Atomic uint32_t head; /* TX1/TX2: bytes produced, free-running */
+	_Atomic uint32_t tail __attribute__((aligned(64))); /* TX3/TX4: bytes consumed */
+	_Atomic uint32_t sleeping; /* TXW: 1 while the output thread sleeps on it */
+	_Atomic bool stop;
+	bool running;
+	pthread_t thread;
+	uint8_t buf[TX_RING];
+};
+
+/* Interrupt lines and their transitions. */
+enum { IRQ_COM1, IRQ_KBD, IRQ_AUX, IRQ_LINES };
+static const uint32_t irq_no[IRQ_LINES] = { RTIOREQ_PCDEV_COM1_IRQ, RTIOREQ_PCDEV_KBD_IRQ,
+					    RTIOREQ_PCDEV_AUX_IRQ };
+
+struct pcdev_irq {
+	_Atomic uint32_t gen[IRQ_LINES]; /* IR: transitions computed (under the model lock) */
+	_Atomic uint32_t token;		 /* IR: 1 while a thread delivers */
+	uint32_t sent[IRQ_LINES];	 /* transitions delivered: token holder only */
 };
 
 struct rtioreq_pcdev {
@@ -177,6 +228,8 @@ struct rtioreq_pcdev {
 	_Atomic uint32_t pci_addr;
 	_Atomic uint8_t pci_rst_cnt;
 	struct pcdev_stats st;
+	struct pcdev_irq irq;
+	struct pcdev_tx tx;
 };
 
 static inline void stat_inc(_Atomic uint64_t *c)
@@ -184,7 +237,7 @@ static inline void stat_inc(_Atomic uint64_t *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed); /* statistics only */
 }
 
-/* Lock a model's mutex; it is never held across anything that can fail or block. */
+/* Lock a model's mutex (priority inheritance); never held across a syscall. */
 static inline void lock(pthread_mutex_t *m)
 {
 	pthread_mutex_lock(m);
@@ -193,6 +246,134 @@ static inline void lock(pthread_mutex_t *m)
 static inline void unlock(pthread_mutex_t *m)
 {
 	pthread_mutex_unlock(m);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Interrupt delivery, outside the models' locks */
+
+/* Record a level change of @line (the model's lock held): its next transition. */
+static void irq_change(struct rtioreq_pcdev *d, unsigned int line)
+{
+	atomic_fetch_add_explicit(&d->irq.gen[line], 1, memory_order_seq_cst); /* IR */
+}
+
+/*
+ * Deliver every recorded transition not yet delivered, in order per line (the n-th
+ * transition of a line drives it to n & 1, so each edge reaches the hypervisor).
+ * Call with no model lock held. Never waits: if another thread holds the token, it
+ * delivers ours too (IR), and we return.
+ */
+static void irq_deliver(struct rtioreq_pcdev *d)
+{
+	struct pcdev_irq *q = &d->irq;
+
+	for (;;) {
+		uint32_t total = 0, now = 0;
+
+		if (atomic_exchange_explicit(&q->token, 1, memory_order_seq_cst)) /* IR */
+			return;
+		for (unsigned int l = 0; l < IRQ_LINES; l++) {
+			/* IR: acquire part of seq_cst; the model state needs no publishing */
+			uint32_t g = atomic_load_explicit(&q->gen[l], memory_order_seq_cst);
+
+			while (q->sent[l] != g) {
+				q->sent[l]++;
+				(void)rtioreq_vm_raise_irq(d->vm, irq_no[l], q->sent[l] & 1);
+			}
+			total += g;
+		}
+		atomic_store_explicit(&q->token, 0, memory_order_seq_cst); /* IR */
+		for (unsigned int l = 0; l < IRQ_LINES; l++)
+			now += atomic_load_explicit(&q->gen[l], memory_order_seq_cst); /* IR */
+		if (now == total)
+			return; /* nobody left a transition to us */
+	}
+}
+
+/* ------------------------------------------------------------------------- */
+/* UART output ring and its thread */
+
+/* Queue a transmitted byte (uart.lock held: the only producer). Never blocks: a full
+ * ring (the output thread stalled for TX_RING bytes) drops and counts the byte. */
+static void tx_push(struct rtioreq_pcdev *d, uint8_t b)
+{
+	struct pcdev_tx *t = &d->tx;
+	/* relaxed: we are the only writer of head */
+	uint32_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
+
+	/* TX4: pairs with TX3, the output thread is done with the byte we overwrite */
+	if (h - atomic_load_explicit(&t->tail, memory_order_acquire) == TX_RING) {
+		stat_inc(&d->st.uart_tx_dropped);
+		return;
+	}
+	t->buf[h % TX_RING] = b;
+	atomic_store_explicit(&t->head, h + 1, memory_order_release); /* TX1 */
+	stat_inc(&d->st.uart_tx);
+}
+
+/* After tx_push()es, with the lock dropped: wake the output thread if it sleeps. */
+static void tx_kick(struct rtioreq_pcdev *d)
+{
+	struct pcdev_tx *t = &d->tx;
+
+	atomic_thread_fence(memory_order_seq_cst); /* TXW: TX1 before the load below */
+	/* relaxed after the fence; the exchange makes its futex wait return at once */
+	if (atomic_load_explicit(&t->sleeping, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&t->sleeping, 0, memory_order_relaxed))
+		rtioreq__futex_wake(&t->sleeping, 1, false);
+}
+
+static void *tx_main(void *arg)
+{
+	struct rtioreq_pcdev *d = arg;
+	struct pcdev_tx *t = &d->tx;
+	uint32_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed); /* ours */
+
+	for (;;) {
+		uint32_t h = atomic_load_explicit(&t->head, memory_order_acquire); /* TX2 */
+
+		if (h != tail) {
+			for (; tail != h; tail++)
+				if (d->attr.uart_out)
+					d->attr.uart_out(d->attr.uart_ctx, t->buf[tail % TX_RING]);
+			atomic_store_explicit(&t->tail, tail, memory_order_release); /* TX3 */
+			continue;
+		}
+		/* relaxed: detach sets stop before its wake (exchange) below, and joins */
+		if (atomic_load_explicit(&t->stop, memory_order_relaxed))
+			break; /* empty and stopping: every byte was passed on */
+		atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst); /* TXW */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&t->head, memory_order_relaxed) == h &&
+		    !atomic_load_explicit(&t->stop, memory_order_relaxed))
+			rtioreq__futex_wait(&t->sleeping, 1, NULL, false);
+		atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
+	}
+	return NULL;
+}
+
+static void tx_stop(struct rtioreq_pcdev *d)
+{
+	struct pcdev_tx *t = &d->tx;
+
+	if (!t->running)
+		return;
+	atomic_store_explicit(&t->stop, true, memory_order_seq_cst); /* before the wake */
+	atomic_store_explicit(&t->sleeping, 0, memory_order_seq_cst);
+	rtioreq__futex_wake(&t->sleeping, 1, false);
+	pthread_join(t->thread, NULL);
+	t->running = false;
+}
+
+void rtioreq_pcdev_uart_flush(struct rtioreq_pcdev *d)
+{
+	/* acquire: bytes pushed before (by any thread we synchronized with) are counted */
+	uint32_t h = atomic_load_explicit(&d->tx.head, memory_order_acquire);
+
+	/* TX3: (int32_t) keeps the comparison right across the counters' wrap */
+	while (d->tx.running &&
+	       (int32_t)(atomic_load_explicit(&d->tx.tail, memory_order_acquire) - h) < 0)
+		rtioreq__sleep_ms(1);
 }
 
 static void do_reset(struct rtioreq_pcdev *d)
@@ -256,7 +437,7 @@ static void uart_update_irq(struct rtioreq_pcdev *d)
 	u->irq = level;
 	if (level)
 		stat_inc(&d->st.uart_irqs);
-	(void)rtioreq_vm_raise_irq(d->vm, RTIOREQ_PCDEV_COM1_IRQ, level);
+	irq_change(d, IRQ_COM1); /* delivered by irq_deliver() once unlocked */
 }
 
 static uint8_t uart_read(struct rtioreq_pcdev *d, unsigned int reg)
@@ -302,9 +483,8 @@ static uint8_t uart_read(struct rtioreq_pcdev *d, unsigned int reg)
 	return v;
 }
 
-/* @out/@nout: bytes to pass to uart_out once the lock is dropped. */
-static void uart_write(struct rtioreq_pcdev *d, unsigned int reg, uint8_t v, uint8_t *out,
-		       unsigned int *nout)
+/* *@tx: set when a byte went to the output ring (tx_kick() once the lock is dropped). */
+static void uart_write(struct rtioreq_pcdev *d, unsigned int reg, uint8_t v, bool *tx)
 {
 	struct pcdev_uart *u = &d->uart;
 	uint8_t old, now;
@@ -319,7 +499,8 @@ static void uart_write(struct rtioreq_pcdev *d, unsigned int reg, uint8_t v, uin
 			if (!uart_rx_push(u, v))
 				u->lsr_err |= LSR_OE;
 		} else {
-			out[(*nout)++] = v;
+			tx_push(d, v);
+			*tx = true;
 		}
 		u->thr_ipending = true; /* THR empties at once */
 		break;
@@ -370,8 +551,7 @@ static void uart_write(struct rtioreq_pcdev *d, unsigned int reg, uint8_t v, uin
 static int uart_handler(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
 {
 	struct rtioreq_pcdev *d = priv;
-	uint8_t out[8];
-	unsigned int nout = 0;
+	bool tx = false;
 	uint64_t v = 0;
 
 	if (req->type != RTIOREQ_TYPE_PORTIO || req->addr < RTIOREQ_PCDEV_COM1_BASE ||
@@ -380,22 +560,21 @@ static int uart_handler(struct rtioreq_client *c, struct rtioreq_req *req, void 
 	/* a wider access is split into byte accesses, low address first, as the ISA
 	 * bus does for an 8-bit device */
 	lock(&d->uart.lock);
+	RTIOREQ__HOOK("pcdev.uart.locked", d);
 	for (uint32_t i = 0; i < req->size; i++) {
 		unsigned int reg = (unsigned int)(req->addr - RTIOREQ_PCDEV_COM1_BASE) + i;
 
 		if (req->dir == RTIOREQ_DIR_WRITE)
-			uart_write(d, reg, (uint8_t)(req->value >> (8 * i)), out, &nout);
+			uart_write(d, reg, (uint8_t)(req->value >> (8 * i)), &tx);
 		else
 			v |= (uint64_t)uart_read(d, reg) << (8 * i);
 	}
 	unlock(&d->uart.lock);
 	if (req->dir != RTIOREQ_DIR_WRITE)
 		req->value = v;
-	for (unsigned int i = 0; i < nout; i++) {
-		stat_inc(&d->st.uart_tx);
-		if (d->attr.uart_out)
-			d->attr.uart_out(d->attr.uart_ctx, out[i]);
-	}
+	if (tx)
+		tx_kick(d);
+	irq_deliver(d);
 	return 0;
 }
 
@@ -412,6 +591,7 @@ unsigned int rtioreq_pcdev_uart_input(struct rtioreq_pcdev *d, const uint8_t *bu
 		uart_update_irq(d);
 	}
 	unlock(&u->lock);
+	irq_deliver(d);
 	for (unsigned int k = 0; k < i; k++)
 		stat_inc(&d->st.uart_rx);
 	return i;
@@ -430,13 +610,13 @@ static void kbc_update_irq(struct rtioreq_pcdev *d)
 		k->irq1 = irq1;
 		if (irq1)
 			stat_inc(&d->st.kbd_irqs);
-		(void)rtioreq_vm_raise_irq(d->vm, RTIOREQ_PCDEV_KBD_IRQ, irq1);
+		irq_change(d, IRQ_KBD);
 	}
 	if (irq12 != k->irq12) {
 		k->irq12 = irq12;
 		if (irq12)
 			stat_inc(&d->st.kbd_irqs);
-		(void)rtioreq_vm_raise_irq(d->vm, RTIOREQ_PCDEV_AUX_IRQ, irq12);
+		irq_change(d, IRQ_AUX);
 	}
 }
 
@@ -569,6 +749,7 @@ static int kbc_handler(struct rtioreq_client *c, struct rtioreq_req *req, void *
 		kbc_update_irq(d);
 	}
 	unlock(&k->lock);
+	irq_deliver(d);
 	if (reset)
 		do_reset(d);
 	return 0;
@@ -815,6 +996,21 @@ static int dflt_handler(struct rtioreq_client *c, struct rtioreq_req *req, void 
 /* ------------------------------------------------------------------------- */
 /* Direct calls, attach, detach */
 
+/* A priority-inheritance mutex: a poller blocked on it lends its priority to the
+ * holder, whatever thread that is. Return 0 or an errno value. */
+static int pi_mutex_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	int r = pthread_mutexattr_init(&a);
+
+	if (!r)
+		r = pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
+	if (!r)
+		r = pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+	return r;
+}
+
 static bool within(const struct rtioreq_req *req, uint64_t start, uint64_t end)
 {
 	return req->addr >= start && req->addr + (req->size - 1) <= end;
@@ -861,10 +1057,12 @@ void rtioreq_pcdev_stats(const struct rtioreq_pcdev *d, struct rtioreq_pcdev_sta
 	out->pci_cfg = atomic_load_explicit(&s->pci_cfg, memory_order_relaxed);
 	out->unclaimed_reads = atomic_load_explicit(&s->unclaimed_reads, memory_order_relaxed);
 	out->unclaimed_writes = atomic_load_explicit(&s->unclaimed_writes, memory_order_relaxed);
+	out->uart_tx_dropped = atomic_load_explicit(&s->uart_tx_dropped, memory_order_relaxed);
 }
 
 static void pcdev_free(struct rtioreq_pcdev *d)
 {
+	tx_stop(d); /* after the clients: no producer left; every byte is passed on */
 	pthread_mutex_destroy(&d->uart.lock);
 	pthread_mutex_destroy(&d->kbc.lock);
 	pthread_mutex_destroy(&d->rtc.lock);
@@ -933,9 +1131,23 @@ struct rtioreq_pcdev *rtioreq_pcdev_attach(struct rtioreq_vm *vm,
 	if (attr)
 		d->attr = *attr;
 	/* fully initialised before any client exists: handlers may run at once */
-	pthread_mutex_init(&d->uart.lock, NULL);
-	pthread_mutex_init(&d->kbc.lock, NULL);
-	pthread_mutex_init(&d->rtc.lock, NULL);
+	err = pi_mutex_init(&d->uart.lock);
+	if (!err)
+		err = pi_mutex_init(&d->kbc.lock);
+	if (!err)
+		err = pi_mutex_init(&d->rtc.lock);
+	if (!err)
+		err = -rtioreq__thread_start(&d->tx.thread, d->attr.output, "rtioreq-uart", tx_main,
+					     d);
+	if (err) {
+		pthread_mutex_destroy(&d->uart.lock); /* destroying a zeroed mutex is fine */
+		pthread_mutex_destroy(&d->kbc.lock);
+		pthread_mutex_destroy(&d->rtc.lock);
+		free(d);
+		errno = err;
+		return NULL;
+	}
+	d->tx.running = true;
 	d->kbc.ram[0] = CTR_INIT;
 	d->kbc.outport = 0x03; /* reset line high (not in reset), A20 on */
 	d->kbc.last_cmd = true;

@@ -63,6 +63,18 @@ static inline int rtioreq__futex_waitv(struct futex_waitv *v, unsigned int n,
 	return r >= 0 ? 0 : -errno;
 }
 
+/*
+ * Whether the kernel has futex_waitv(2) (Linux 5.16+). Probed with an empty vector,
+ * which a kernel that has it rejects with EINVAL before looking at anything else;
+ * ENOSYS (an older kernel, or a seccomp policy denying syscall 449) means no. Without
+ * it every sleeper of the engine (dispatcher, hybrid pollers) would spin instead of
+ * sleeping, so rtioreq_engine_create() refuses with ENOSYS.
+ */
+static inline bool rtioreq__futex_waitv_supported(void)
+{
+	return syscall(SYS_futex_waitv, NULL, 0, 0, NULL, CLOCK_MONOTONIC) == 0 || errno != ENOSYS;
+}
+
 static inline void rtioreq__futex_waitv_set(struct futex_waitv *v, _Atomic uint32_t *w,
 					    uint32_t expect, bool shared)
 {

@@ -134,11 +134,130 @@ static void test_polling_steady_state_is_clean(void **state)
 	free(dev);
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* Under control-plane churn */
+
+/* Sanitizers slow the poller 5-20x: fewer requests there, the same claim */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define CHURN_REQUESTS 30000u
+#else
+#define CHURN_REQUESTS 300000u
+#endif
+
+struct churn {
+	struct rtioreq_vm *vm_a, *vm_b; /* a: the polled traffic; b: a slot that moves */
+	struct rtioreq_poller *p;
+	struct rtioreq_client *c;
+	_Atomic bool stop;
+	unsigned long ranges, moves;
+};
+
+/* Range updates on the polled VM (each retires a table through call_rcu) and moves of
+ * VM b's slot between the poller and the dispatcher (each a grace period the poller
+ * must pass), back to back until stopped. */
+static void *churn_main(void *arg)
+{
+	struct churn *ch = arg;
+
+	while (!atomic_load(&ch->stop)) {
+		assert_int_equal(rtioreq_range_add(ch->c, RTIOREQ_TYPE_MMIO, 0xe0000000u,
+						   0xe00000ffu),
+				 0);
+		assert_int_equal(rtioreq_range_del(ch->c, RTIOREQ_TYPE_MMIO, 0xe0000000u,
+						   0xe00000ffu),
+				 0);
+		ch->ranges += 2;
+		assert_int_equal(rtioreq_vm_set_poller(ch->vm_b, 0, ch->moves & 1 ? NULL : ch->p),
+				 0);
+		ch->moves++;
+	}
+	return NULL;
+}
+
+/*
+ * The steady-state figure is 0 syscalls; under control-plane churn the poller makes
+ * some: liburcu's quiescent-state report (urcu_qsbr_quiescent_state(), once per poller
+ * loop) issues FUTEX_WAKE when a grace-period waiter (a slot move's synchronize, the
+ * call_rcu worker behind range updates) stopped spinning and sleeps. Measured here,
+ * beside the steady state: every poller syscall under churn is such a futex call, and
+ * there is at most one per grace period the churn caused.
+ */
+static void test_polling_syscalls_under_churn(void **state)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	struct rtioreq_thread_attr ta = { .cpu = ncpu > 1 ? (int)ncpu - 1 : -1 };
+	struct rtioreq_exdev_oracle *o = calloc(1, sizeof(*o));
+	struct rtioreq_exdev *dev = calloc(1, sizeof(*dev));
+	struct churn ch = { 0 };
+	struct rtioreq_shm shm_b;
+	struct hyg_counters k;
+	uint64_t v[HYG_NCTR], futexes, n = CHURN_REQUESTS;
+	struct rtioreq_poller_stats s0, s1;
+	char why[160];
+	struct h_vm h;
+	pthread_t t;
+	int ffd;
+
+	h_vm_start(&h, 16);
+	assert_int_equal(rtioreq_exdev_attach(dev, h.vm), 0);
+	ch.p = rtioreq_poller_create(h.eng, &ta);
+	assert_non_null(ch.p);
+	for (uint16_t vc = 0; vc < 16; vc++)
+		assert_int_equal(rtioreq_vm_set_poller(h.vm, vc, ch.p), 0);
+	assert_int_equal(rtioreq_shm_create(&shm_b, NULL, 1), 0);
+	ch.vm_a = h.vm;
+	ch.vm_b = rtioreq_vm_attach(h.eng, &(struct rtioreq_vm_attr){
+						   .id = 2, .vcpu_num = 1,
+						   .page = &shm_b.region->page,
+						   .chan = &shm_b.region->chan });
+	assert_non_null(ch.vm_b);
+	ch.c = mk_client(h.vm, "churn", h_const, 0, false);
+	rtioreq_exdev_oracle_init(o, 7, 5);
+	run_sim(&h, o, n / 3, ncpu > 1 ? 0 : -1); /* warm-up */
+	rtioreq__rcu_barrier();
+
+	counters_open(&k, rtioreq_poller_tid(ch.p));
+	ffd = hyg_open_tracepoint("syscalls/sys_enter_futex", rtioreq_poller_tid(ch.p), why,
+				  sizeof(why));
+	if (ffd < 0)
+		fail_msg("%s", why);
+	rtioreq_poller_stats(ch.p, &s0);
+	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_ENABLE), 0);
+	assert_int_equal(pthread_create(&t, NULL, churn_main, &ch), 0);
+	run_sim(&h, o, n, ncpu > 1 ? 0 : -1);
+	atomic_store(&ch.stop, true);
+	pthread_join(t, NULL);
+	rtioreq__rcu_barrier(); /* the churn's last grace periods end while counted */
+	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_DISABLE), 0);
+	futexes = hyg_read_close(ffd);
+	rtioreq_poller_stats(ch.p, &s1);
+	assert_int_equal(hyg_read(&k, v), 0);
+	print_message("poller thread under churn: %lu requests (%lu loops) with %lu range "
+		      "updates and %lu slot moves: %lu syscalls%s, of which %lu futex "
+		      "(liburcu's grace-period wake-up); steady state: 0\n",
+		      (unsigned long)(s1.served - s0.served), (unsigned long)(s1.loops - s0.loops),
+		      ch.ranges, ch.moves, (unsigned long)v[HYG_SYSCALLS],
+		      COUNT_SYSCALLS ? "" : " (TSan runtime's included)", (unsigned long)futexes);
+	assert_int_equal(s1.served - s0.served, n);
+	assert_true(ch.moves > 0 && ch.ranges > 0);
+	if (COUNT_SYSCALLS)
+		assert_int_equal(v[HYG_SYSCALLS], futexes); /* nothing but those wake-ups */
+	/* at most one per grace period: each move waits for one, each range update
+	 * retires one table (call_rcu batches them) and each move one slot set */
+	assert_true(futexes <= ch.moves * 2 + ch.ranges);
+	assert_int_equal(rtioreq_vm_detach(ch.vm_b), 0);
+	h_vm_stop(&h);
+	rtioreq_shm_close(&shm_b);
+	free(o);
+	free(dev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counters_see_what_they_should),
 		cmocka_unit_test(test_polling_steady_state_is_clean),
+		cmocka_unit_test(test_polling_syscalls_under_churn),
 	};
 
 	if (geteuid() != 0)

@@ -6,9 +6,15 @@
  * registered twice, also inline on a poller. Interrupt levels are recorded through the
  * VM's raise_irq operation; UART output and reset requests through the attr hooks.
  */
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "hold.h"
+#include "hygiene.h"
 #include "rtioreq/devices/pcdev.h"
 
 #define PIO RTIOREQ_TYPE_PORTIO
@@ -107,7 +113,9 @@ static unsigned int nevents(struct fx *f)
 
 static const struct rtioreq_vm_ops rec_ops = { .raise_irq = rec_raise };
 
-static struct fx *fx_start_attr(bool poll, bool no_default)
+/* @pa: the device set's attributes; NULL: record output and resets in the fixture. */
+static struct fx *fx_start_pa(bool poll, const struct rtioreq_pcdev_attr *pa_in,
+			      bool no_default)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct rtioreq_pcdev_attr pa = {
@@ -116,6 +124,8 @@ static struct fx *fx_start_attr(bool poll, bool no_default)
 	};
 
 	assert_non_null(f);
+	if (pa_in)
+		pa = *pa_in;
 	pthread_mutex_init(&f->lock, NULL);
 	f->poll = poll;
 	h_vm_start_attr(&f->h, (struct rtioreq_vm_attr){ .id = 1, .vcpu_num = 2,
@@ -130,6 +140,11 @@ static struct fx *fx_start_attr(bool poll, bool no_default)
 	}
 	assert_int_equal(rtioreq_vm_start(f->h.vm), 0);
 	return f;
+}
+
+static struct fx *fx_start_attr(bool poll, bool no_default)
+{
+	return fx_start_pa(poll, NULL, no_default);
 }
 
 static struct fx *fx_start(bool poll)
@@ -223,6 +238,7 @@ static void uart_tx(struct fx *f)
 		outb(f, THR, (uint8_t)*p);
 	}
 	assert_int_equal(inb(f, LSR), 0x60);
+	rtioreq_pcdev_uart_flush(f->d); /* uart_out runs on the output thread */
 	pthread_mutex_lock(&f->lock);
 	f->out[f->nout] = 0;
 	assert_string_equal(f->out, msg);
@@ -868,6 +884,171 @@ static void test_stress(void **state)
 	free(f);
 }
 
+/* ------------------------------------------------------------------------- */
+/* Real-time hygiene: no blocking output on a poller, priority inheritance */
+
+/* A console as an embedder writes one: write(2) of each byte to a pipe. */
+static void pipe_out(void *ctx, uint8_t b)
+{
+	ssize_t r = write(*(int *)ctx, &b, 1);
+
+	(void)r;
+}
+
+/*
+ * A UART transmit handled inline on a poller makes no write(2) on the poller thread
+ * (the console's write runs on the device set's output thread), and every byte still
+ * arrives, in order. Counted with a per-thread syscalls:sys_enter_write perf counter
+ * (positive control: this thread's own write to /dev/null is counted). The poller's
+ * other syscalls (the output thread's FUTEX_WAKE) are printed.
+ */
+static void test_uart_tx_no_write_on_poller(void **state)
+{
+	const char *msg = "[    0.000000] Linux version 6.1.0 (console on a poller)\r\n";
+	size_t len = strlen(msg), got = 0;
+	int fds[2], self_fd, poll_fd, devnull;
+	struct rtioreq_pcdev_attr pa = { 0 };
+	struct hyg_counters k;
+	uint64_t v[HYG_NCTR], self_w, poll_w;
+	char why[256], buf[256];
+	struct fx *f;
+	pid_t tid;
+
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+	pa.uart_out = pipe_out;
+	pa.uart_ctx = &fds[1];
+	f = fx_start_pa(true, &pa, false);
+	tid = rtioreq_poller_tid(f->p);
+	outb(f, SCR, 1); /* warm-up on the poller */
+
+	self_fd = hyg_open_tracepoint("syscalls/sys_enter_write", (pid_t)syscall(SYS_gettid),
+				      why, sizeof(why));
+	if (self_fd < 0) {
+		print_message("skipped: %s\n", why);
+		fx_stop(f);
+		skip();
+	}
+	poll_fd = hyg_open_tracepoint("syscalls/sys_enter_write", tid, why, sizeof(why));
+	assert_true(poll_fd >= 0);
+	assert_int_equal(hyg_open(&k, tid, why, sizeof(why)), 0);
+	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_ENABLE), 0);
+	devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	assert_int_equal(write(devnull, "x", 1), 1);
+	close(devnull);
+	for (size_t i = 0; i < len; i++)
+		outb(f, THR, (uint8_t)msg[i]);
+	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_DISABLE), 0);
+	poll_w = hyg_read_close(poll_fd);
+	self_w = hyg_read_close(self_fd);
+	assert_int_equal(hyg_read(&k, v), 0);
+
+	for (int t = 0; t < 2000 && got < len; t++) {
+		ssize_t r = read(fds[0], buf + got, sizeof(buf) - 1 - got);
+
+		if (r > 0)
+			got += (size_t)r;
+		else
+			h_sleep_ms(1);
+	}
+	buf[got] = 0;
+	print_message("poller thread %d over %zu UART writes: %lu write(2), %lu syscalls in "
+		      "all (this thread: %lu write(2))\n",
+		      (int)tid, len, (unsigned long)poll_w, (unsigned long)v[HYG_SYSCALLS],
+		      (unsigned long)self_w);
+	assert_true(self_w >= 1); /* the counter counts */
+	assert_int_equal(poll_w, 0);
+	assert_string_equal(buf, msg);
+	assert_int_equal(stats(f).uart_tx, len);
+	fx_stop(f);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+struct pi_thread {
+	struct rtioreq_pcdev *d;
+	_Atomic pid_t tid;
+};
+
+static void *pi_access(void *arg)
+{
+	struct pi_thread *t = arg;
+	struct rtioreq_req r = { .type = PIO, .dir = RD, .addr = SCR, .size = 1 };
+
+	atomic_store(&t->tid, (pid_t)syscall(SYS_gettid));
+	assert_int_equal(rtioreq_pcdev_handle(t->d, &r), 0);
+	return NULL;
+}
+
+/* Kernel priority of thread @tid (/proc stat field 18): 20 for nice 0 SCHED_OTHER,
+ * -1 - rtprio while it runs (or is boosted) at a real-time priority. */
+static long task_prio(pid_t tid)
+{
+	char path[64], line[1024], *p;
+	long prio = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(line, sizeof(line), fp));
+	fclose(fp);
+	p = strrchr(line, ')'); /* after the name: field 3 on */
+	assert_non_null(p);
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d "
+				       "%*d %ld",
+				&prio),
+			 1);
+	return prio;
+}
+
+/*
+ * The models' locks inherit priority: a SCHED_OTHER thread inside the UART's critical
+ * section (held there by the hook "pcdev.uart.locked") while a SCHED_FIFO thread waits
+ * for the same lock runs boosted to the waiter's priority, so a poller is never held
+ * up by a preempted non-RT thread holding a model lock. Before: stays at 20.
+ */
+static void test_model_locks_inherit_priority(void **state)
+{
+	struct fx *f = fx_start(false);
+	struct pi_thread lo = { f->d, 0 }, hi = { f->d, 0 };
+	struct sched_param sp = { .sched_priority = 1 };
+	pthread_t tl, th;
+	pthread_attr_t a;
+	long prio = 0;
+	int r;
+
+	hold_arm("pcdev.uart.locked", f->d);
+	assert_int_equal(pthread_create(&tl, NULL, pi_access, &lo), 0);
+	hold_wait();
+	pthread_attr_init(&a);
+	pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedpolicy(&a, SCHED_FIFO);
+	pthread_attr_setschedparam(&a, &sp);
+	r = pthread_create(&th, &a, pi_access, &hi);
+	pthread_attr_destroy(&a);
+	if (r == EPERM) {
+		hold_off();
+		pthread_join(tl, NULL);
+		fx_stop(f);
+		print_message("skipped: SCHED_FIFO refused (root or RLIMIT_RTPRIO needed)\n");
+		skip();
+	}
+	assert_int_equal(r, 0);
+	for (int t = 0; t < 2000; t++) { /* until the waiter blocked and boosted the holder */
+		prio = task_prio(atomic_load(&lo.tid));
+		if (prio < 0)
+			break;
+		h_sleep_ms(1);
+	}
+	hold_off();
+	pthread_join(th, NULL);
+	pthread_join(tl, NULL);
+	print_message("lock holder's priority while a SCHED_FIFO 1 thread waited: %ld\n", prio);
+	assert_int_equal(prio, -2); /* -1 - 1: boosted to FIFO 1 */
+	fx_stop(f);
+}
+
 #define BOTH_TESTS(fn) cmocka_unit_test(fn##_fallback), cmocka_unit_test(fn##_polled)
 
 int main(void)
@@ -887,6 +1068,8 @@ int main(void)
 		cmocka_unit_test(test_attach_conflict),
 		cmocka_unit_test(test_handle_direct),
 		cmocka_unit_test(test_stress),
+		cmocka_unit_test(test_uart_tx_no_write_on_poller),
+		cmocka_unit_test(test_model_locks_inherit_priority),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

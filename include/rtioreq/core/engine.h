@@ -94,7 +94,9 @@ struct rtioreq_engine_attr {
  * rtioreq_engine_create() - start an engine and its dispatcher thread.
  * @attr: may be NULL for defaults.
  * Return: the engine, or NULL with errno set (EINVAL bad attr, EPERM scheduling
- * refused, ENOMEM, or the error of pthread_create).
+ * refused, ENOMEM, ENOSYS the kernel has no futex_waitv(2) (Linux < 5.16, or a seccomp
+ * policy denies it): the engine's threads sleep on several words at once and would
+ * otherwise spin, or the error of pthread_create).
  */
 struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *attr);
 

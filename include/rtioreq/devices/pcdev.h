@@ -11,12 +11,16 @@
  *   plus the default client (also answers RTIOREQ_TYPE_PCICFG requests).
  * A model's handler may run concurrently on several threads (pollers of different
  * vCPUs, its client thread for fallback vCPUs, rtioreq_pcdev_handle() callers): every
- * model keeps its state under a small per-model mutex (or atomics), held only for a
- * few register updates; handlers never sleep otherwise, so they are fit for the
- * polling path. Interrupts go through the VM's hypervisor-side operation
- * (rtioreq_vm_raise_irq()), never to KVM directly; a line is driven only when its
- * level changes, with the model's lock held (so level changes reach the hypervisor in
- * order): rtioreq_vm_ops.raise_irq must not call back into this module.
+ * model keeps its state under a small per-model priority-inheritance mutex (or
+ * atomics), held only for a few register updates and never across a syscall, so
+ * handlers are fit for the polling path. UART output is queued to a lock-free ring and
+ * passed to uart_out by the device set's own output thread (SCHED_OTHER by default),
+ * never on the handler's thread. Interrupts go through the VM's hypervisor-side
+ * operation (rtioreq_vm_raise_irq()), never to KVM directly; a line is driven only
+ * when its level changes, every change in order, after the model's lock is dropped, by
+ * one thread at a time (a handler that finds another thread delivering leaves its
+ * changes to it and returns): rtioreq_vm_ops.raise_irq must not call back into this
+ * module.
  *
  * Interrupt lines: IRQ 4 (UART), IRQ 1 and IRQ 12 (i8042 keyboard / aux output buffer
  * full, when enabled in the controller's command byte). The RTC raises no interrupt.
@@ -38,8 +42,11 @@
 
 struct rtioreq_pcdev_attr {
 	/* UART transmit: called for every byte the guest writes to THR outside loopback,
-	 * in order, from a handler (poller or client thread, no lock held): must not
-	 * block for long; e.g. write(2) to a terminal or append to a buffer. May be NULL. */
+	 * in order, on the device set's output thread (no lock of this module held), a
+	 * little after the guest wrote it (rtioreq_pcdev_uart_flush() waits for it). May
+	 * block, e.g. write(2) to a terminal: the handlers do not wait for it; if it falls
+	 * 16 KiB behind, further bytes are dropped and counted (uart_tx_dropped). May be
+	 * NULL. */
 	void (*uart_out)(void *ctx, uint8_t byte);
 	void *uart_ctx;
 	/* The guest asks for a reboot: i8042 command 0xfe (any 0xf0..0xfe pulse of
@@ -51,11 +58,14 @@ struct rtioreq_pcdev_attr {
 	void *reset_ctx;
 	/* Handler threads of the models' clients (fallback path); NULL: engine default. */
 	const struct rtioreq_thread_attr *thread;
+	/* The output thread that calls uart_out; NULL: unpinned SCHED_OTHER. Keep it off
+	 * the pollers' CPUs and below their priority. */
+	const struct rtioreq_thread_attr *output;
 	bool no_default; /* do not create the default client */
 };
 
 struct rtioreq_pcdev_stats {
-	uint64_t uart_tx;	/* bytes transmitted (passed to uart_out) */
+	uint64_t uart_tx;	/* bytes transmitted (queued for uart_out) */
 	uint64_t uart_rx;	/* bytes queued by rtioreq_pcdev_uart_input() */
 	uint64_t uart_irqs;	/* IRQ 4 raises (0 -> 1 transitions) */
 	uint64_t kbd_irqs;	/* IRQ 1 and IRQ 12 raises */
@@ -63,6 +73,7 @@ struct rtioreq_pcdev_stats {
 	uint64_t rtc_reads;	/* reads of 0x71 */
 	uint64_t pci_cfg;	/* accesses to 0xcf8..0xcff and PCICFG requests */
 	uint64_t unclaimed_reads, unclaimed_writes; /* answered by the default client */
+	uint64_t uart_tx_dropped; /* bytes lost: uart_out was 16 KiB behind */
 };
 
 struct rtioreq_pcdev;
@@ -70,9 +81,10 @@ struct rtioreq_pcdev;
 /*
  * rtioreq_pcdev_attach() - create the models as clients of @vm with their ranges.
  * Call on a paused VM (rtioreq_vm_attr.paused) before rtioreq_vm_start(). Control
- * thread; may block (grace periods). @attr may be NULL (no output, no reset hook).
- * Return the device set, or NULL with errno (EEXIST: a range or the default client
- * is taken, ENODEV: VM detaching, ENOMEM, or rtioreq_client_create()'s error).
+ * thread; may block (grace periods). Starts the output thread. @attr may be NULL (no
+ * output, no reset hook). Return the device set, or NULL with errno (EEXIST: a range
+ * or the default client is taken, ENODEV: VM detaching, ENOMEM, EINVAL/EPERM: the
+ * output thread's attributes, or rtioreq_client_create()'s error).
  */
 struct rtioreq_pcdev *rtioreq_pcdev_attach(struct rtioreq_vm *vm,
 					   const struct rtioreq_pcdev_attr *attr);
@@ -94,10 +106,16 @@ unsigned int rtioreq_pcdev_uart_input(struct rtioreq_pcdev *d, const uint8_t *bu
  */
 int rtioreq_pcdev_handle(struct rtioreq_pcdev *d, struct rtioreq_req *req);
 
+/* Wait until uart_out has been called for every byte transmitted before this call
+ * (e.g. before printing after the console). Any thread but a handler or uart_out;
+ * sleeps 1 ms at a time. */
+void rtioreq_pcdev_uart_flush(struct rtioreq_pcdev *d);
+
 /* Snapshot of the counters (each read atomically; not a consistent set). Any thread. */
 void rtioreq_pcdev_stats(const struct rtioreq_pcdev *d, struct rtioreq_pcdev_stats *out);
 
-/* Destroy the clients (the VM stays attached) and free. Call before the VM is detached
+/* Destroy the clients (the VM stays attached), pass every queued output byte to
+ * uart_out, stop the output thread and free. Call before the VM is detached
  * (rtioreq_vm_detach() and rtioreq_engine_destroy() destroy and free its clients),
  * once no thread is inside rtioreq_pcdev_uart_input() or _handle(). May block. */
 void rtioreq_pcdev_detach(struct rtioreq_pcdev *d);
