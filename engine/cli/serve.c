@@ -115,8 +115,8 @@ int cli_serve(int argc, char **argv)
 	if (optind < argc)
 		cli_die("unexpected argument '%s'", argv[optind]);
 	check_name(name);
-	if (npcpus && npcpus != 1 && npcpus != npollers)
-		cli_die("--poller-cpus: %u CPUs for %u pollers (give one, or one each)", npcpus,
+	if (npcpus && npcpus != npollers)
+		cli_die("--poller-cpus: %u CPUs for %u pollers (give one CPU each)", npcpus,
 			npollers);
 	for (unsigned int i = 0; i < npcpus; i++)
 		cli_check_cpu("--poller-cpus", pcpus[i]);
