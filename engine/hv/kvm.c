@@ -228,16 +228,17 @@ static int load_elf(uint8_t *mem, uint64_t mem_size, const struct kvm__image *im
 				return -ENOEXEC;
 			}
 			if (ph.p_filesz > ph.p_memsz) {
-				set_why(why, why_len, "%s: segment %u: p_filesz %#llx > p_memsz %#llx",
-					kernel, i, (unsigned long long)ph.p_filesz,
+				set_why(why, why_len,
+					"%s: segment %u: p_filesz %#llx > p_memsz %#llx", kernel, i,
+					(unsigned long long)ph.p_filesz,
 					(unsigned long long)ph.p_memsz);
 				return -ENOEXEC;
 			}
 			if (ph.p_paddr < KVMG_HIGH || ph.p_memsz > mem_size ||
 			    ph.p_paddr > mem_size - ph.p_memsz) {
 				set_why(why, why_len,
-					"%s: segment %u: p_paddr %#llx + p_memsz %#llx does not fit "
-					"in %llu MiB above 1 MiB", kernel, i,
+					"%s: segment %u: p_paddr %#llx + p_memsz %#llx does "
+					"not fit in %llu MiB above 1 MiB", kernel, i,
 					(unsigned long long)ph.p_paddr,
 					(unsigned long long)ph.p_memsz,
 					(unsigned long long)(mem_size >> 20));
@@ -252,14 +253,16 @@ static int load_elf(uint8_t *mem, uint64_t mem_size, const struct kvm__image *im
 			}
 			r = img_read(im, ph.p_offset, mem + ph.p_paddr, ph.p_filesz);
 			if (r) {
-				set_why(why, why_len, "%s: segment %u: %s", kernel, i, strerror(-r));
+				set_why(why, why_len, "%s: segment %u: %s", kernel, i,
+					strerror(-r));
 				return r;
 			}
 			memset(mem + ph.p_paddr + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
 		}
 		if (!pass && (!hi || eh.e_entry < lo || eh.e_entry >= hi)) {
-			set_why(why, why_len, "%s: no loadable segment holds the entry e_entry %#llx",
-				kernel, (unsigned long long)eh.e_entry);
+			set_why(why, why_len,
+				"%s: no loadable segment holds the entry e_entry %#llx", kernel,
+				(unsigned long long)eh.e_entry);
 			return -ENOEXEC;
 		}
 	}
@@ -361,8 +364,9 @@ int kvm__load_linux_image(uint8_t *mem, uint64_t mem_size, const struct kvm__ima
 		}
 		if (!align || (align & (align - 1)) || align > (1u << 30)) {
 			if (align) {
-				set_why(why, why_len, "%s: kernel_alignment %#llx is not a power of "
-					"two up to 1 GiB", kernel->name, (unsigned long long)align);
+				set_why(why, why_len,
+					"%s: kernel_alignment %#llx is not a power of two up "
+					"to 1 GiB", kernel->name, (unsigned long long)align);
 				return -ENOEXEC;
 			}
 			align = 0x200000;
@@ -402,8 +406,9 @@ params:
 	if (cl_max > KVMG_CMDLINE_MAX - 1)
 		cl_max = KVMG_CMDLINE_MAX - 1;
 	if (cl_len > cl_max) {
-		set_why(why, why_len, "command line is %zu bytes, the kernel takes %u (cmdline_size)",
-			cl_len, cl_max);
+		set_why(why, why_len,
+			"command line is %zu bytes, the kernel takes %u (cmdline_size)", cl_len,
+			cl_max);
 		return -E2BIG;
 	}
 	memcpy(mem + KVMG_CMDLINE, cmdline, cl_len + 1);

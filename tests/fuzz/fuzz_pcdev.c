@@ -160,7 +160,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* port I/O, byte by byte as the models split it */
 		for (uint32_t i = 0; i < req.size; i++) {
 			uint64_t port = req.addr + i;
-			uint8_t b = (uint8_t)(req.value >> (8 * i)), wb = (uint8_t)(v32 >> (8 * (i % 4)));
+			uint8_t b = (uint8_t)(req.value >> (8 * i));
+			uint8_t wb = (uint8_t)(v32 >> (8 * (i % 4)));
 			bool uart = req.addr >= 0x3f8 && req.addr + req.size <= 0x400;
 
 			if (uart && port == 0x3ff) {
@@ -185,7 +186,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (req.addr >= 0x70 && req.addr + req.size <= 0x72) {
 			for (uint32_t i = 0; i < req.size; i++) {
 				uint64_t port = req.addr + i;
-				uint8_t b = (uint8_t)(req.value >> (8 * i)), wb = (uint8_t)(v32 >> (8 * i));
+				uint8_t b = (uint8_t)(req.value >> (8 * i));
+				uint8_t wb = (uint8_t)(v32 >> (8 * i));
 
 				if (port == 0x70) {
 					if (!rd)
@@ -199,8 +201,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						sh.cmos[sh.rtc_index] = wb;
 					else if (sh.cmos[sh.rtc_index] >= 0)
 						CHECK(b == sh.cmos[sh.rtc_index],
-						      "CMOS %#x reads %#x, wrote %#x", sh.rtc_index, b,
-						      sh.cmos[sh.rtc_index]);
+						      "CMOS %#x reads %#x, wrote %#x",
+						      sh.rtc_index, b, sh.cmos[sh.rtc_index]);
 				}
 				if (sh.rtc_index == 0x0b && !rd)
 					sh.cmos[0x0b] = wb;

@@ -149,7 +149,7 @@ static bool ref_validate(const uint8_t *b, struct rtioreq_req *r)
 			limit = 0xffff;
 		}
 		break;
-	case RTIOREQ_TYPE_PCICFG: { /* direction, reserved[3], size u64, value, bus, dev, func, reg */
+	case RTIOREQ_TYPE_PCICFG: { /* direction, reserved[3], size (u64), value, b/d/f, reg */
 		uint32_t v32, reg;
 
 		memcpy(&dir, b + 64, 4);
@@ -298,9 +298,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	/* the handler ran exactly when routed, and saw the slot */
-	CHECK(atomic_load_explicit(&calls, memory_order_relaxed) - n0 == (route >= 0),
-	      "handler calls %d, routed %d", atomic_load_explicit(&calls, memory_order_relaxed) - n0,
-	      route);
+	n0 = atomic_load_explicit(&calls, memory_order_relaxed) - n0;
+	CHECK(n0 == (route >= 0), "handler calls %d, routed %d", n0, route);
 	if (route >= 0)
 		CHECK(seen_client == route && seen.type == ref.type && seen.dir == ref.dir &&
 			      seen.addr == ref.addr && seen.size == ref.size &&

@@ -33,6 +33,10 @@
 #define MEM (64ull << 20)
 #define GIB2 (2ull << 30)
 
+/*
+ * CPU seconds (user + system of the child): the machine is shared, wall time is not the
+ * code's. WALL_SECS only catches a child that blocks (a FIFO without a writer).
+ */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define COST_SECS 20.0
 #define COST_KB (800L * 1024)
@@ -40,6 +44,7 @@
 #define COST_SECS 2.0
 #define COST_KB (100L * 1024)
 #endif
+#define WALL_SECS 30.0
 
 static char dir[] = "/tmp/rtioreq-kvmload-XXXXXX";
 
@@ -48,7 +53,7 @@ struct result {
 	char why[256];
 	struct kvm_boot_info bi;
 	uint8_t at_kernel[64], at_initrd[64]; /* guest bytes at the load addresses */
-	double secs;
+	double secs, cpu_secs; /* wall; user + system of the child */
 	long maxrss_kb;
 };
 
@@ -179,15 +184,19 @@ static void load_in_child(const char *kernel, const char *initrd, struct result 
 	assert_int_equal(wait4(pid, &st, 0, &ru), pid);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	res->secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	res->cpu_secs = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		      (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 	res->maxrss_kb = ru.ru_maxrss;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) || got != sizeof(*res))
 		fail_msg("%s: the loader died (status %#x, signal %d)", kernel, st,
 			 WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-	print_message("%s%s%s: %d (%s), %.3f s, %ld KB peak RSS\n", kernel, initrd ? " + " : "",
-		      initrd ? initrd : "", res->r, res->why, res->secs, res->maxrss_kb);
-	if (res->secs > COST_SECS || res->maxrss_kb > COST_KB)
-		fail_msg("%s: %.2f s and %ld KB (bounds %.0f s, %ld KB)", kernel, res->secs,
-			 res->maxrss_kb, COST_SECS, COST_KB);
+	print_message("%s%s%s: %d (%s), %.3f s CPU, %.3f s, %ld KB peak RSS\n", kernel,
+		      initrd ? " + " : "", initrd ? initrd : "", res->r, res->why, res->cpu_secs,
+		      res->secs, res->maxrss_kb);
+	if (res->cpu_secs > COST_SECS || res->secs > WALL_SECS || res->maxrss_kb > COST_KB)
+		fail_msg("%s: %.2f s CPU, %.2f s, %ld KB (bounds %.0f s CPU, %.0f s, %ld KB)",
+			 kernel, res->cpu_secs, res->secs, res->maxrss_kb, COST_SECS, WALL_SECS,
+			 COST_KB);
 }
 
 static void assert_refused(const char *kernel, const char *initrd, int err, const char *field)
