@@ -429,6 +429,9 @@ struct cost {
 	struct diags g;
 };
 
+/* A generated profile, removed as soon as its child is reaped (also when the test fails). */
+static const char *generated;
+
 /*
  * Load (and, if that works, validate) @path in a child process, so that its time and
  * peak RSS (getrusage of the reaped child) are its own; a child that does not finish in
@@ -476,6 +479,9 @@ static void load_in_child(const char *path, struct cost *c)
 	close(fds[0]);
 	assert_int_equal(wait4(pid, &st, 0, &ru), pid);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (generated)
+		unlink(generated);
+	generated = NULL;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) || got != sizeof(*c))
 		fail_msg("%s: the loader died (status %#x) after %.1f s", path, st,
 			 (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
@@ -546,9 +552,9 @@ static void test_deep_nesting(void **state)
 	memset(text + 7, '[', len - 7);
 	write_tmp(path, text, len);
 	free(text);
+	generated = path;
 	/* "cores: " is level 1 (the top mapping), each '[' one more: the 32nd is column 39. */
 	assert_refused(path, ":1:39: nesting deeper than 32 levels");
-	unlink(path);
 }
 
 /*
@@ -593,8 +599,8 @@ static void test_big_profiles(void **state)
 				    i % 5000, i % 65536, i % 65536), i++;
 #undef ADD
 		write_tmp(path, text, len);
+		generated = path;
 		load_in_child(path, &c);
-		unlink(path);
 		if (!c.loaded)
 			fail_msg("%s: not loaded:\n%s", kinds[k], c.g.text);
 		assert_false(c.valid);
