@@ -31,9 +31,15 @@ uint64_t cli_u64(const char *opt, const char *s, uint64_t min, uint64_t max)
 	uint64_t v, mul = 1;
 
 	errno = 0;
-	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
+	if (s && *s == '-' && isdigit((unsigned char)s[1]))
+		cli_die("%s: '%s' is negative (range %llu..%llu)", opt, s, (unsigned long long)min,
+			(unsigned long long)max);
+	/* decimal only: strtoull's base 0 would read 010 as 8 and 0x10 as 16 */
+	if (!s || !isdigit((unsigned char)*s))
 		cli_die("%s: '%s' is not a number", opt, s ? s : "");
-	v = strtoull(s, &end, 0);
+	if (s[0] == '0' && isdigit((unsigned char)s[1]))
+		cli_die("%s: '%s' has a leading zero (numbers are decimal)", opt, s);
+	v = strtoull(s, &end, 10);
 	if (errno == ERANGE)
 		cli_die("%s: '%s' is too large", opt, s);
 	if (end == s)
@@ -64,11 +70,19 @@ uint64_t cli_duration(const char *opt, const char *s)
 		      { "m", 60e9 }, { "h", 3600e9 }, { "", 1e9 } };
 	char *end;
 	double v;
+	size_t digits;
 
 	errno = 0;
-	if (!s || !*s || isspace((unsigned char)*s))
-		cli_die("%s: '%s' is not a duration", opt, s ? s : "");
-	v = strtod(s, &end);
+	if (s && *s == '-' && (isdigit((unsigned char)s[1]) || s[1] == '.'))
+		cli_die("%s: '%s' is negative", opt, s);
+	/*
+	 * Decimal digits (and a point), then the unit: strtod alone would also take hex
+	 * (0x10), exponents, inf and nan; whatever it reads past the digits is refused.
+	 */
+	digits = s ? strspn(s, "0123456789.") : 0;
+	v = digits ? strtod(s, &end) : 0;
+	if (!digits || end != s + digits)
+		cli_die("%s: '%s' is not a duration (e.g. 500us, 2s)", opt, s);
 	if (end == s || errno || !isfinite(v) || v <= 0)
 		cli_die("%s: '%s' is not a positive duration", opt, s);
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
@@ -107,6 +121,9 @@ unsigned int cli_cpulist(const char *opt, const char *s, int *cpus, unsigned int
 		for (long c = a; c <= b; c++) {
 			if (n == max)
 				cli_die("%s: more than %u CPUs in '%s'", opt, max, s);
+			for (unsigned int i = 0; i < n; i++)
+				if (cpus[i] == c)
+					cli_die("%s: CPU %ld is given twice in '%s'", opt, c, s);
 			cpus[n++] = (int)c;
 		}
 		p = end;

@@ -45,8 +45,9 @@ static void run_usage(FILE *f)
 		"                           default 200k\n"
 		"  -D, --duration=T         run for T instead (ns, us, ms, s, m, h; default s)\n"
 		"  -P, --pollers=N          poller threads (polling mode), default 1\n"
-		"  -c, --poller-cpus=LIST   CPUs of the pollers, e.g. 1 or 2-3; default the\n"
-		"                           last CPUs, other than the producer's\n"
+		"  -c, --poller-cpus=LIST   CPUs of the pollers, one each, e.g. 1 or 2-3, not\n"
+		"                           the producer's; default the last CPUs, other than\n"
+		"                           the producer's\n"
 		"  -C, --producer-cpu=CPU   CPU of the simulated hypervisor thread, default 0\n"
 		"  -d, --dispatcher-cpu=CPU CPU of the dispatcher (notify mode), default any\n"
 		"  -p, --priority=PRIO      SCHED_FIFO priority 1..99 of pollers, dispatcher\n"
@@ -90,7 +91,7 @@ static void parse(int argc, char **argv, struct run_opts *o)
 		{ 0 }
 	};
 	int ncpu = cli_online_cpus(), c;
-	bool have_n = false, have_pcpus = false;
+	bool have_n = false, have_pcpus = false, have_spin = false;
 
 	*o = (struct run_opts){ .polling = true, .vcpus = 4, .pollers = 1, .unmapped = 5,
 				.requests = 200000, .seed = 1, .producer_cpu = 0,
@@ -142,6 +143,7 @@ static void parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'S':
 			o->spin_ns = cli_duration("--spin", optarg);
+			have_spin = true;
 			o->engine_opts |= 1;
 			break;
 		case 'T': o->think_ns = cli_duration("--think", optarg); break;
@@ -168,6 +170,8 @@ static void parse(int argc, char **argv, struct run_opts *o)
 		o->requests = 0;
 	if (!o->polling && (o->pollers != 1 || have_pcpus || o->hybrid))
 		cli_die("--pollers/--poller-cpus/--idle need --mode polling");
+	if (have_spin && !o->hybrid)
+		cli_die("--spin needs --idle hybrid (a spinning poller never sleeps)");
 	if (o->polling && o->pollers > o->vcpus)
 		cli_die("--pollers: %u pollers for %u vCPUs would leave pollers idle", o->pollers,
 			o->vcpus);
@@ -179,11 +183,17 @@ static void parse(int argc, char **argv, struct run_opts *o)
 	if (!o->polling)
 		return;
 	if (have_pcpus) {
-		if (o->npcpus != o->pollers && o->npcpus != 1)
-			cli_die("--poller-cpus: %u CPUs for %u pollers (give one, or one each)",
-				o->npcpus, o->pollers);
-		for (unsigned int i = 0; i < o->npcpus; i++)
+		/* a spinning poller owns its CPU: two on one starve each other, and one on
+		 * the simulated hypervisor's CPU starves the requests it waits for */
+		if (o->npcpus != o->pollers)
+			cli_die("--poller-cpus: %u CPU%s for %u pollers (give one CPU each)",
+				o->npcpus, o->npcpus == 1 ? "" : "s", o->pollers);
+		for (unsigned int i = 0; i < o->npcpus; i++) {
+			if (o->pcpus[i] == o->producer_cpu)
+				cli_die("--poller-cpus: CPU %d is the simulated hypervisor's "
+					"(--producer-cpu %d)", o->pcpus[i], o->producer_cpu);
 			cli_check_cpu("--poller-cpus", o->pcpus[i]);
+		}
 		return;
 	}
 	/* default: the last CPUs, skipping the producer's while others remain */

@@ -171,8 +171,8 @@ int cli_serve(int argc, char **argv)
 		cli_die("--idle/--spin need --mode polling");
 	if (have_spin && !hybrid)
 		cli_die("--spin needs --idle hybrid");
-	if (npcpus && npcpus != 1 && npcpus != npollers)
-		cli_die("--poller-cpus: %u CPUs for %u pollers (give one, or one each)", npcpus,
+	if (npcpus && npcpus != npollers)
+		cli_die("--poller-cpus: %u CPUs for %u pollers (give one CPU each)", npcpus,
 			npollers);
 	for (unsigned int i = 0; i < npcpus; i++)
 		cli_check_cpu("--poller-cpus", pcpus[i]);

@@ -111,37 +111,53 @@ static void set_why(char *why, size_t len, const char *fmt, ...)
 /* ---------------------------------------------------------------------------------- */
 /* Loading Linux: the x86 boot protocol, 64-bit entry */
 
-static int read_file(const char *path, uint8_t **buf, size_t *len, char *why, size_t why_len)
+/*
+ * Image bytes come through img_read(): from the file with pread (the loader reads the
+ * headers, checks them, then streams the payload straight into guest memory, so a 2 GiB
+ * sparse file costs nothing before it is refused) or from a buffer (tests, fuzzing).
+ */
+static int img_read(const struct kvm__image *im, uint64_t off, void *dst, uint64_t n)
+{
+	uint8_t *d = dst;
+
+	if (off > im->len || n > im->len - off)
+		return -ENOEXEC;
+	if (im->buf) {
+		memcpy(d, im->buf + off, n);
+		return 0;
+	}
+	while (n) {
+		ssize_t r = pread(im->fd, d, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO; /* shrank under us */
+		d += r;
+		off += (uint64_t)r;
+		n -= (uint64_t)r;
+	}
+	return 0;
+}
+
+static int image_open(struct kvm__image *im, const char *path, char *why, size_t why_len)
 {
 	struct stat st;
-	ssize_t n;
-	size_t got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+	int r;
 
-	if (fd < 0) {
+	*im = (struct kvm__image){ .name = path, .fd = open(path, O_RDONLY | O_CLOEXEC) };
+	if (im->fd < 0) {
 		r = -errno;
 		set_why(why, why_len, "%s: %s", path, strerror(errno));
 		return r;
 	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+	if (fstat(im->fd, &st) || !S_ISREG(st.st_mode) || st.st_size <= 0) {
 		set_why(why, why_len, "%s: not a regular, non-empty file", path);
-		close(fd);
+		close(im->fd);
+		im->fd = -1;
 		return -EINVAL;
 	}
-	*len = (size_t)st.st_size;
-	*buf = malloc(*len);
-	if (!*buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (got < *len && (n = read(fd, *buf + got, *len - got)) > 0)
-		got += (size_t)n;
-	close(fd);
-	if (got != *len) {
-		set_why(why, why_len, "%s: short read", path);
-		free(*buf);
-		return -EIO;
-	}
+	im->len = (uint64_t)st.st_size;
 	return 0;
 }
 
@@ -167,72 +183,120 @@ static uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
  * the same 64-bit protocol. Skips the decompressor, which matters where guest ring-0
  * code is emulated (docs/kvm.md).
  */
-static int load_elf(uint8_t *mem, uint64_t mem_size, const char *kernel, const uint8_t *img,
-		    size_t len, struct kvm_boot_info *bi, uint64_t *end, char *why,
-		    size_t why_len)
+static int load_elf(uint8_t *mem, uint64_t mem_size, const struct kvm__image *im,
+		    struct kvm_boot_info *bi, uint64_t *end, char *why, size_t why_len)
 {
-	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)img;
+	const char *kernel = im->name;
 	uint64_t lo = UINT64_MAX, hi = 0;
+	Elf64_Ehdr eh;
+	int r;
 
-	if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_machine != EM_X86_64 ||
-	    eh->e_phentsize != sizeof(Elf64_Phdr) ||
-	    eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > len) {
-		set_why(why, why_len, "%s: not an x86-64 ELF kernel", kernel);
+	r = img_read(im, 0, &eh, sizeof(eh));
+	if (r || eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64 ||
+	    eh.e_phentsize != sizeof(Elf64_Phdr)) {
+		set_why(why, why_len, "%s: not an x86-64 ELF kernel (e_ident, e_machine, "
+			"e_phentsize)", kernel);
 		return -ENOEXEC;
 	}
-	for (unsigned int i = 0; i < eh->e_phnum; i++) {
-		const Elf64_Phdr *ph = (const Elf64_Phdr *)(img + eh->e_phoff) + i;
+	/* e_phnum * 56 < 4 MiB: no wrap; then e_phoff against what is left of the file */
+	if ((uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > im->len ||
+	    eh.e_phoff > im->len - (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr)) {
+		set_why(why, why_len, "%s: e_phoff %#llx + e_phnum %u program headers are past "
+			"the end of the file (%llu bytes)", kernel, (unsigned long long)eh.e_phoff,
+			eh.e_phnum, (unsigned long long)im->len);
+		return -ENOEXEC;
+	}
+	/* pass 0 checks every header and finds the extent, pass 1 loads */
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned int i = 0; i < eh.e_phnum; i++) {
+			Elf64_Phdr ph;
 
-		if (ph->p_type != PT_LOAD)
-			continue;
-		if (ph->p_filesz > ph->p_memsz || ph->p_offset + ph->p_filesz > len ||
-		    ph->p_paddr < KVMG_HIGH || ph->p_memsz > mem_size ||
-		    ph->p_paddr > mem_size - ph->p_memsz) {
-			set_why(why, why_len,
-				"%s: segment %u at %#llx+%#llx does not fit in %llu MiB", kernel,
-				i, (unsigned long long)ph->p_paddr,
-				(unsigned long long)ph->p_memsz,
-				(unsigned long long)(mem_size >> 20));
-			return -E2BIG;
+			r = img_read(im, eh.e_phoff + (uint64_t)i * sizeof(ph), &ph, sizeof(ph));
+			if (r) {
+				set_why(why, why_len, "%s: program header %u: %s", kernel, i,
+					strerror(-r));
+				return r;
+			}
+			if (ph.p_type != PT_LOAD)
+				continue;
+			if (ph.p_filesz > im->len || ph.p_offset > im->len - ph.p_filesz) {
+				set_why(why, why_len, "%s: segment %u: p_offset %#llx + p_filesz "
+					"%#llx is past the end of the file (%llu bytes)", kernel, i,
+					(unsigned long long)ph.p_offset,
+					(unsigned long long)ph.p_filesz,
+					(unsigned long long)im->len);
+				return -ENOEXEC;
+			}
+			if (ph.p_filesz > ph.p_memsz) {
+				set_why(why, why_len,
+					"%s: segment %u: p_filesz %#llx > p_memsz %#llx", kernel, i,
+					(unsigned long long)ph.p_filesz,
+					(unsigned long long)ph.p_memsz);
+				return -ENOEXEC;
+			}
+			if (ph.p_paddr < KVMG_HIGH || ph.p_memsz > mem_size ||
+			    ph.p_paddr > mem_size - ph.p_memsz) {
+				set_why(why, why_len,
+					"%s: segment %u: p_paddr %#llx + p_memsz %#llx does "
+					"not fit in %llu MiB above 1 MiB", kernel, i,
+					(unsigned long long)ph.p_paddr,
+					(unsigned long long)ph.p_memsz,
+					(unsigned long long)(mem_size >> 20));
+				return -E2BIG;
+			}
+			if (!pass) {
+				if (ph.p_paddr < lo)
+					lo = ph.p_paddr;
+				if (ph.p_paddr + ph.p_memsz > hi)
+					hi = ph.p_paddr + ph.p_memsz;
+				continue;
+			}
+			r = img_read(im, ph.p_offset, mem + ph.p_paddr, ph.p_filesz);
+			if (r) {
+				set_why(why, why_len, "%s: segment %u: %s", kernel, i,
+					strerror(-r));
+				return r;
+			}
+			memset(mem + ph.p_paddr + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
 		}
-		memcpy(mem + ph->p_paddr, img + ph->p_offset, ph->p_filesz);
-		memset(mem + ph->p_paddr + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
-		if (ph->p_paddr < lo)
-			lo = ph->p_paddr;
-		if (ph->p_paddr + ph->p_memsz > hi)
-			hi = ph->p_paddr + ph->p_memsz;
-	}
-	if (!hi || eh->e_entry < lo || eh->e_entry >= hi) {
-		set_why(why, why_len, "%s: no loadable segment holds the entry %#llx", kernel,
-			(unsigned long long)eh->e_entry);
-		return -ENOEXEC;
+		if (!pass && (!hi || eh.e_entry < lo || eh.e_entry >= hi)) {
+			set_why(why, why_len,
+				"%s: no loadable segment holds the entry e_entry %#llx", kernel,
+				(unsigned long long)eh.e_entry);
+			return -ENOEXEC;
+		}
 	}
 	bi->kernel_addr = lo;
-	bi->entry = eh->e_entry;
+	bi->entry = eh.e_entry;
 	bi->version = 0x20c;
 	*end = hi - lo;
 	return 0;
 }
 
-int kvm__load_linux(uint8_t *mem, uint64_t mem_size, const char *kernel, const char *initrd,
-		    const char *cmdline, struct kvm_boot_info *bi, char *why, size_t why_len)
+int kvm__load_linux_image(uint8_t *mem, uint64_t mem_size, const struct kvm__image *kernel,
+			  const struct kvm__image *initrd, const char *cmdline,
+			  struct kvm_boot_info *bi, char *why, size_t why_len)
 {
 	struct boot_params *bp = (struct boot_params *)(mem + KVMG_ZERO_PAGE);
+	/* the boot sector and setup header: 0x1f1 + sizeof(struct setup_header) < 0x300 */
+	uint8_t head[0x400];
 	struct setup_header *hdr;
-	uint8_t *img = NULL, *rd = NULL;
-	size_t img_len, rd_len = 0, setup_len, pm_len, hdr_end, cl_len = strlen(cmdline);
-	uint64_t load, init_size, rd_max;
+	uint64_t setup_len, pm_len, load, init_size, rd_max;
+	size_t hdr_end, cl_len = strlen(cmdline);
 	uint32_t cl_max;
 	int r;
 
 	memset(bi, 0, sizeof(*bi));
-	r = read_file(kernel, &img, &img_len, why, why_len);
-	if (r)
-		return r;
-	if (img_len >= sizeof(Elf64_Ehdr) && !memcmp(img, ELFMAG, SELFMAG)) {
-		r = load_elf(mem, mem_size, kernel, img, img_len, bi, &init_size, why, why_len);
+	if (mem_size < KVMG_HIGH + (2u << 20)) {
+		set_why(why, why_len, "guest RAM of %llu bytes is too small",
+			(unsigned long long)mem_size);
+		return -EINVAL;
+	}
+	if (kernel->len >= SELFMAG && !img_read(kernel, 0, head, SELFMAG) &&
+	    !memcmp(head, ELFMAG, SELFMAG)) {
+		r = load_elf(mem, mem_size, kernel, bi, &init_size, why, why_len);
 		if (r)
-			goto out;
+			return r;
 		load = bi->kernel_addr;
 		/* no setup header in an ELF image: the fields a 2.12 header would carry */
 		memset(bp, 0, sizeof(*bp));
@@ -248,65 +312,89 @@ int kvm__load_linux(uint8_t *mem, uint64_t mem_size, const char *kernel, const c
 		hdr = &bp->hdr;
 		goto params;
 	}
-	r = -ENOEXEC;
-	if (img_len < 0x1000 || img[0x1fe] != 0x55 || img[0x1ff] != 0xaa ||
-	    memcmp(img + 0x202, "HdrS", 4)) {
-		set_why(why, why_len, "%s: not a Linux bzImage (no boot sector/HdrS)", kernel);
-		goto out;
+	if (kernel->len < 0x1000 || img_read(kernel, 0, head, sizeof(head)) ||
+	    head[0x1fe] != 0x55 || head[0x1ff] != 0xaa || memcmp(head + 0x202, "HdrS", 4)) {
+		set_why(why, why_len, "%s: not a Linux bzImage (no boot sector/HdrS)",
+			kernel->name);
+		return -ENOEXEC;
 	}
-	hdr = (struct setup_header *)(img + 0x1f1);
+	hdr = (struct setup_header *)(head + 0x1f1);
 	bi->version = hdr->version;
 	if (hdr->version < 0x20c || !(hdr->xloadflags & XLF_KERNEL_64)) {
 		set_why(why, why_len,
-			"%s: boot protocol %u.%02u without a 64-bit entry (need >= 2.12, "
-			"XLF_KERNEL_64)", kernel, hdr->version >> 8, hdr->version & 0xff);
-		goto out;
+			"%s: boot protocol %u.%02u without a 64-bit entry (need version >= 2.12, "
+			"xloadflags XLF_KERNEL_64)", kernel->name, hdr->version >> 8,
+			hdr->version & 0xff);
+		return -ENOEXEC;
 	}
 	if (!(hdr->loadflags & LOADED_HIGH)) {
-		set_why(why, why_len, "%s: zImage (not loaded high) is not supported", kernel);
-		goto out;
+		set_why(why, why_len, "%s: zImage (loadflags without LOADED_HIGH) is not supported",
+			kernel->name);
+		return -ENOEXEC;
 	}
-	setup_len = (size_t)((hdr->setup_sects ? hdr->setup_sects : 4) + 1) * 512;
-	if (setup_len >= img_len) {
-		set_why(why, why_len, "%s: truncated (setup_sects %u)", kernel, hdr->setup_sects);
-		goto out;
+	setup_len = ((uint64_t)(hdr->setup_sects ? hdr->setup_sects : 4) + 1) * 512;
+	if (setup_len >= kernel->len) {
+		set_why(why, why_len, "%s: truncated: setup_sects %u is past the end of the file",
+			kernel->name, hdr->setup_sects);
+		return -ENOEXEC;
 	}
-	pm_len = img_len - setup_len;
+	pm_len = kernel->len - setup_len;
 	/* the protected-mode kernel at its preferred address (no relocation before it
-	 * decompresses), else at the lowest aligned address above 1 MiB */
+	 * decompresses), else at the lowest aligned address above 1 MiB; every sum below
+	 * is checked against mem_size before it is formed, so none can wrap */
 	init_size = hdr->init_size > pm_len ? hdr->init_size : pm_len;
+	if (init_size > mem_size - KVMG_HIGH) {
+		set_why(why, why_len, "%s: init_size %#llx (or the %llu-byte payload) does not "
+			"fit in %llu MiB of guest RAM", kernel->name,
+			(unsigned long long)hdr->init_size, (unsigned long long)pm_len,
+			(unsigned long long)(mem_size >> 20));
+		return -E2BIG;
+	}
 	load = hdr->pref_address;
-	if (load < KVMG_HIGH || load + init_size > mem_size) {
-		uint64_t align = hdr->kernel_alignment ? hdr->kernel_alignment : 0x200000;
+	if (load < KVMG_HIGH || load > mem_size - init_size) {
+		uint64_t align = hdr->kernel_alignment;
 
 		if (!hdr->relocatable_kernel) {
-			set_why(why, why_len, "%s: needs %#llx..%#llx, guest RAM is %llu MiB",
-				kernel, (unsigned long long)load,
-				(unsigned long long)(load + init_size),
+			set_why(why, why_len, "%s: pref_address %#llx + init_size %#llx is outside "
+				"guest RAM (%llu MiB) and the kernel is not relocatable",
+				kernel->name, (unsigned long long)load,
+				(unsigned long long)init_size,
 				(unsigned long long)(mem_size >> 20));
-			r = -E2BIG;
-			goto out;
+			return -E2BIG;
+		}
+		if (!align || (align & (align - 1)) || align > (1u << 30)) {
+			if (align) {
+				set_why(why, why_len,
+					"%s: kernel_alignment %#llx is not a power of two up "
+					"to 1 GiB", kernel->name, (unsigned long long)align);
+				return -ENOEXEC;
+			}
+			align = 0x200000;
 		}
 		load = (KVMG_HIGH + align - 1) & ~(align - 1);
+		if (load > mem_size - init_size) {
+			set_why(why, why_len, "%s: init_size %#llx at %#llx (kernel_alignment) "
+				"does not fit in %llu MiB of guest RAM", kernel->name,
+				(unsigned long long)init_size, (unsigned long long)load,
+				(unsigned long long)(mem_size >> 20));
+			return -E2BIG;
+		}
 	}
-	if (load + init_size > mem_size) {
-		set_why(why, why_len, "%s: kernel needs %llu MiB, guest RAM is %llu MiB", kernel,
-			(unsigned long long)((load + init_size) >> 20),
-			(unsigned long long)(mem_size >> 20));
-		r = -E2BIG;
-		goto out;
+	r = img_read(kernel, setup_len, mem + load, pm_len);
+	if (r) {
+		set_why(why, why_len, "%s: %s", kernel->name, strerror(-r));
+		return r;
 	}
-	memcpy(mem + load, img + setup_len, pm_len);
 	bi->kernel_addr = load;
 	bi->entry = load + 0x200;
 
 	/* boot_params: zero, then the image's setup header (0x1f1 to the end given by the
 	 * byte at 0x201), then what the boot loader fills in */
 	memset(bp, 0, sizeof(*bp));
-	hdr_end = 0x202 + img[0x201];
+	hdr_end = 0x202 + head[0x201];
 	if (hdr_end > 0x1f1 + sizeof(bp->hdr))
 		hdr_end = 0x1f1 + sizeof(bp->hdr);
-	memcpy(&bp->hdr, img + 0x1f1, hdr_end - 0x1f1);
+	memcpy(&bp->hdr, head + 0x1f1, hdr_end - 0x1f1);
 	bp->hdr.type_of_loader = 0xff; /* undefined loader */
 	bp->hdr.loadflags |= CAN_USE_HEAP;
 	bp->hdr.heap_end_ptr = 0xfe00 - 0x200;
@@ -318,33 +406,38 @@ params:
 	if (cl_max > KVMG_CMDLINE_MAX - 1)
 		cl_max = KVMG_CMDLINE_MAX - 1;
 	if (cl_len > cl_max) {
-		set_why(why, why_len, "command line is %zu bytes, the kernel takes %u", cl_len,
+		set_why(why, why_len,
+			"command line is %zu bytes, the kernel takes %u (cmdline_size)", cl_len,
 			cl_max);
-		r = -E2BIG;
-		goto out;
+		return -E2BIG;
 	}
 	memcpy(mem + KVMG_CMDLINE, cmdline, cl_len + 1);
 	bp->hdr.cmd_line_ptr = (uint32_t)KVMG_CMDLINE;
 	bp->ext_cmd_line_ptr = 0;
 
 	if (initrd) {
-		r = read_file(initrd, &rd, &rd_len, why, why_len);
-		if (r)
-			goto out;
 		rd_max = (uint64_t)hdr->initrd_addr_max + 1;
 		if (rd_max > mem_size)
 			rd_max = mem_size;
-		if (rd_len > rd_max || ((rd_max - rd_len) & ~0xfffull) < load + init_size) {
-			set_why(why, why_len, "%s: %zu bytes do not fit above the kernel", initrd,
-				rd_len);
-			r = -E2BIG;
-			goto out;
+		/* load + init_size <= mem_size was checked above */
+		if (initrd->len > UINT32_MAX || initrd->len > rd_max ||
+		    ((rd_max - initrd->len) & ~0xfffull) < load + init_size) {
+			set_why(why, why_len, "%s: %llu bytes do not fit between the kernel's end "
+				"%#llx and initrd_addr_max %#llx", initrd->name,
+				(unsigned long long)initrd->len,
+				(unsigned long long)(load + init_size),
+				(unsigned long long)(rd_max - 1));
+			return -E2BIG;
 		}
-		bi->initrd_addr = (rd_max - rd_len) & ~0xfffull;
-		bi->initrd_size = rd_len;
-		memcpy(mem + bi->initrd_addr, rd, rd_len);
+		bi->initrd_addr = (rd_max - initrd->len) & ~0xfffull;
+		bi->initrd_size = initrd->len;
+		r = img_read(initrd, 0, mem + bi->initrd_addr, initrd->len);
+		if (r) {
+			set_why(why, why_len, "%s: %s", initrd->name, strerror(-r));
+			return r;
+		}
 		bp->hdr.ramdisk_image = (uint32_t)bi->initrd_addr;
-		bp->hdr.ramdisk_size = (uint32_t)rd_len;
+		bp->hdr.ramdisk_size = (uint32_t)initrd->len;
 	}
 
 	/* e820: low RAM below the EBDA, the legacy hole reserved, RAM from 1 MiB */
@@ -373,10 +466,26 @@ params:
 		pdpt[i] = (KVMG_PD + 0x1000ull * i) | 0x3;
 	for (unsigned int i = 0; i < 4 * 512; i++)
 		pd[i] = ((uint64_t)i << 21) | 0x83; /* present, writable, 2 MiB */
-	r = 0;
-out:
-	free(img);
-	free(rd);
+	return 0;
+}
+
+int kvm__load_linux(uint8_t *mem, uint64_t mem_size, const char *kernel, const char *initrd,
+		    const char *cmdline, struct kvm_boot_info *bi, char *why, size_t why_len)
+{
+	struct kvm__image k, rd = { .fd = -1 };
+	int r;
+
+	r = image_open(&k, kernel, why, why_len);
+	if (r)
+		return r;
+	if (initrd)
+		r = image_open(&rd, initrd, why, why_len);
+	if (!r)
+		r = kvm__load_linux_image(mem, mem_size, &k, initrd ? &rd : NULL, cmdline, bi, why,
+					  why_len);
+	close(k.fd);
+	if (rd.fd >= 0)
+		close(rd.fd);
 	return r;
 }
 
@@ -610,6 +719,19 @@ struct rtioreq_kvm *rtioreq_kvm_create(const struct rtioreq_kvm_attr *attr, char
 		k->vcpu[i].fd = -1;
 	sem_init(&k->stopped, 0, 0);
 
+	/* the guest is laid out first: a bad image is reported (naming its field) before
+	 * anything is asked of /dev/kvm, and needs no KVM to be diagnosed */
+	r = guest_mem(k);
+	if (r) {
+		set_why(why, why_len, "guest memory (%llu MiB): %s",
+			(unsigned long long)(k->mem_size >> 20), strerror(-r));
+		goto fail;
+	}
+	r = kvm__load_linux(k->mem, k->mem_size, attr->kernel, attr->initrd, k->a.cmdline,
+			    &k->boot, why, why_len);
+	if (r)
+		goto fail;
+
 	k->emulated = kvm_emulates_ring0();
 	k->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (k->kvm_fd < 0) {
@@ -646,23 +768,12 @@ struct rtioreq_kvm *rtioreq_kvm_create(const struct rtioreq_kvm_attr *attr, char
 	VM_IOCTL(KVM_CREATE_IRQCHIP, 0);
 	VM_IOCTL(KVM_CREATE_PIT2, &pit);
 
-	r = guest_mem(k);
-	if (r) {
-		set_why(why, why_len, "guest memory (%llu MiB): %s",
-			(unsigned long long)(k->mem_size >> 20), strerror(-r));
-		goto fail;
-	}
 	region.slot = 0;
 	region.guest_phys_addr = 0;
 	region.memory_size = k->mem_size;
 	region.userspace_addr = (uintptr_t)k->mem;
 	VM_IOCTL(KVM_SET_USER_MEMORY_REGION, &region);
 #undef VM_IOCTL
-
-	r = kvm__load_linux(k->mem, k->mem_size, attr->kernel, attr->initrd, k->a.cmdline,
-			    &k->boot, why, why_len);
-	if (r)
-		goto fail;
 
 	r = ioctl(k->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (r < (int)sizeof(struct kvm_run)) {

@@ -45,10 +45,30 @@ struct kvm_boot_info {
 	uint16_t version;     /* boot protocol version of the image */
 };
 
+/* An image to load: @len bytes at @buf, or (@buf NULL) of the open file @fd. */
+struct kvm__image {
+	const char *name; /* in error messages */
+	int fd;
+	const uint8_t *buf;
+	uint64_t len;
+};
+
+/*
+ * kvm__load_linux_image() - kvm__load_linux() from images: what the fuzz target and the
+ * tests call, with guest memory that is only a buffer (no /dev/kvm needed). Headers are
+ * checked (overflow-safe) before any payload byte is read; @why names the offending
+ * field. @mem_size must be at least 3 MiB.
+ */
+int kvm__load_linux_image(uint8_t *mem, uint64_t mem_size, const struct kvm__image *kernel,
+			  const struct kvm__image *initrd, const char *cmdline,
+			  struct kvm_boot_info *bi, char *why, size_t why_len);
+
 /*
  * kvm__load_linux() - lay out a bzImage, initrd and command line in guest memory
  * @mem (@mem_size bytes from guest-physical 0): setup header checks, boot_params with
  * e820, GDT and page tables. @why gets a one-line reason on error.
+ * An uncompressed x86-64 ELF vmlinux is loaded by its PT_LOAD segments instead. The
+ * files are read with pread after their headers were checked: nothing is read whole.
  * Return 0, -ENOEXEC (not a usable bzImage), -E2BIG (does not fit), -errno (files).
  */
 int kvm__load_linux(uint8_t *mem, uint64_t mem_size, const char *kernel, const char *initrd,

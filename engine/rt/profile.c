@@ -2,7 +2,13 @@
 /*
  * Profile loader and validator.
  *
- * Loading takes three passes over one in-memory copy of the file:
+ * Loading takes four passes over one in-memory copy of the file:
+ *  0. libyaml's scanner alone, token by token, refuses what would make the later passes
+ *     blow up, at the token's line:column: aliases (each one re-walks and re-loads its
+ *     anchor's subtree: "billion laughs"), nesting deeper than PROFILE_MAX_DEPTH (the
+ *     scanner's cost per token grows with the flow depth, so 1 MB of '[' is quadratic),
+ *     a NUL inside a scalar ("\0" would silently truncate a name); reader errors (bad
+ *     UTF-8, control bytes) are located from libyaml's problem_offset;
  *  1. libyaml's document API parses it (syntax errors carry libyaml's mark) and we
  *     check there is exactly one, non-empty document;
  *  2. a walk of that document against the libcyaml schema below reports unknown keys,
@@ -22,16 +28,21 @@
  * rtioreq_profile_validate() then checks the values, naming positions from the index.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cyaml/cyaml.h>
 #include <yaml.h>
 
 #include "rtioreq/rt/profile.h"
+#include "rt/profile_pvt.h"
 
 /* ------------------------------------------------------------------------- */
 /* Schema (the keys are documented in docs/profiles.md) */
@@ -147,13 +158,23 @@ static const cyaml_schema_value_t top_schema = {
 	CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct rtioreq_profile, top_fields),
 };
 
-/* libcyaml allocates through this; so may we (a normalised vcpus list), and cyaml_free() frees. */
+/*
+ * libcyaml allocates through this; so may we (a normalised vcpus list), and cyaml_free()
+ * frees. libcyaml grows a sequence one entry at a time (a realloc per entry): growing
+ * geometrically here keeps a list of n entries at O(n) bytes copied instead of O(n^2)
+ * wherever realloc cannot grow in place (under ASan, a 1 MiB profile of 15k cores took
+ * over a minute).
+ */
 static void *profile_mem(void *ctx, void *ptr, size_t size)
 {
 	if (!size) {
 		free(ptr);
 		return NULL;
 	}
+	if (ptr && malloc_usable_size(ptr) >= size)
+		return ptr;
+	if (ptr && size < SIZE_MAX / 2)
+		size += size / 2;
 	return realloc(ptr, size);
 }
 
@@ -170,12 +191,23 @@ struct index_ent {
 	struct pos val;
 };
 
+/*
+ * Entries by path: an open-addressing hash table of indices into @ents (0: empty, else
+ * index + 1), at most half full; a path given twice maps to its last entry.
+ */
 struct rtioreq__profile_index {
 	rtioreq_profile_diag_fn fn;
 	void *ctx;
 	struct index_ent *ents;
 	size_t n, cap;
+	uint32_t *slots;
+	size_t nslots; /* a power of two */
 };
+
+/* Only the first PROFILE_MAX_DIAGS diagnostics of a load or a validation are shown. */
+#define PROFILE_MAX_DIAGS 20u
+/* Deepest nesting of collections accepted: the schema needs 6 (cores[].slots[].vcpus). */
+#define PROFILE_MAX_DEPTH 32u
 
 struct sink {
 	rtioreq_profile_diag_fn fn;
@@ -183,6 +215,7 @@ struct sink {
 	const char *file;
 	bool quiet;
 	unsigned int errors, warnings;
+	unsigned int shown, dropped;
 };
 
 static void emit(struct sink *s, enum rtioreq_profile_severity sev, struct pos at,
@@ -202,6 +235,11 @@ static void emit(struct sink *s, enum rtioreq_profile_severity sev, struct pos a
 		s->errors++;
 	if (s->quiet)
 		return;
+	if (s->shown >= PROFILE_MAX_DIAGS) {
+		s->dropped++;
+		return;
+	}
+	s->shown++;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
@@ -212,6 +250,27 @@ static void emit(struct sink *s, enum rtioreq_profile_severity sev, struct pos a
 		snprintf(text, sizeof(text), "%s: %s%s", s->file, tag, what);
 	d = (struct rtioreq_profile_diag){ .severity = sev, .file = s->file, .line = at.line,
 					   .column = at.column, .what = what, .text = text };
+	if (s->fn)
+		s->fn(s->ctx, &d);
+	else
+		fprintf(stderr, "%s\n", text);
+}
+
+/* After a load or a validation: how many diagnostics were not shown. */
+static void sink_finish(struct sink *s)
+{
+	unsigned int n = s->dropped;
+	struct rtioreq_profile_diag d;
+	char what[128], text[1024];
+
+	if (!n || s->quiet)
+		return;
+	s->dropped = 0;
+	snprintf(what, sizeof(what), "... and %u more errors or warnings (the first %u are shown)",
+		 n, PROFILE_MAX_DIAGS);
+	snprintf(text, sizeof(text), "%s: %s", s->file, what);
+	d = (struct rtioreq_profile_diag){ .severity = RTIOREQ_PROFILE_ERROR, .file = s->file,
+					   .what = what, .text = text };
 	if (s->fn)
 		s->fn(s->ctx, &d);
 	else
@@ -230,7 +289,48 @@ static void index_free(struct rtioreq__profile_index *ix)
 	for (size_t i = 0; i < ix->n; i++)
 		free(ix->ents[i].path);
 	free(ix->ents);
+	free(ix->slots);
 	free(ix);
+}
+
+static uint64_t path_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 0x100000001b3ull;
+	return h;
+}
+
+/* The slot of @path: where its entry is, or the empty slot where it would go. */
+static uint32_t *index_slot(const struct rtioreq__profile_index *ix, const char *path)
+{
+	size_t mask = ix->nslots - 1, i = (size_t)path_hash(path) & mask;
+
+	while (ix->slots[i] && strcmp(ix->ents[ix->slots[i] - 1].path, path))
+		i = (i + 1) & mask;
+	return &ix->slots[i];
+}
+
+static int index_grow(struct rtioreq__profile_index *ix)
+{
+	size_t n = ix->nslots ? 2 * ix->nslots : 256;
+	uint32_t *old = ix->slots;
+	size_t nold = ix->nslots;
+
+	if (ix->n >= UINT32_MAX / 2)
+		return -ENOMEM;
+	ix->slots = calloc(n, sizeof(*ix->slots));
+	if (!ix->slots) {
+		ix->slots = old;
+		return -ENOMEM;
+	}
+	ix->nslots = n;
+	for (size_t i = 0; i < nold; i++)
+		if (old[i])
+			*index_slot(ix, ix->ents[old[i] - 1].path) = old[i];
+	free(old);
+	return 0;
 }
 
 static int index_add(struct rtioreq__profile_index *ix, const char *path, struct pos key,
@@ -251,17 +351,22 @@ static int index_add(struct rtioreq__profile_index *ix, const char *path, struct
 	ix->ents[ix->n].key = key;
 	ix->ents[ix->n].val = val;
 	ix->n++;
+	if (2 * ix->n > ix->nslots && index_grow(ix))
+		return -ENOMEM;
+	/* The last entry wins: with duplicate keys, pass 2 already failed the load. */
+	*index_slot(ix, path) = (uint32_t)ix->n;
 	return 0;
 }
 
 static const struct index_ent *index_find(const struct rtioreq__profile_index *ix,
 					  const char *path)
 {
-	/* The last entry wins: with duplicate keys, pass 2 already failed the load. */
-	for (size_t i = ix->n; i-- > 0;)
-		if (!strcmp(ix->ents[i].path, path))
-			return &ix->ents[i];
-	return NULL;
+	uint32_t e;
+
+	if (!ix->nslots)
+		return NULL;
+	e = *index_slot(ix, path);
+	return e ? &ix->ents[e - 1] : NULL;
 }
 
 enum which { KEY, VAL };
@@ -547,33 +652,204 @@ static void walk_value(struct walk *w, const cyaml_schema_value_t *v, yaml_node_
 /* ------------------------------------------------------------------------- */
 /* Loading */
 
-static char *read_file(const char *path, size_t *len)
+/*
+ * The whole file, NUL-terminated, or NULL with errno. Only a regular file is read: a FIFO
+ * without a writer would block forever (hence O_NONBLOCK on open), a directory reads as
+ * EISDIR; @why gets the reason for those, NULL for a plain errno.
+ */
+static char *read_file(const char *path, size_t *len, const char **why)
 {
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	size_t n;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), e;
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0;
 
-	if (!f)
+	*why = NULL;
+	if (fd < 0)
 		return NULL;
+	if (fstat(fd, &st)) {
+		e = errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*why = S_ISDIR(st.st_mode)	? "is a directory"
+		       : S_ISFIFO(st.st_mode) ? "not a regular file (a FIFO)"
+		       : S_ISCHR(st.st_mode)	? "not a regular file (a character device)"
+		       : S_ISBLK(st.st_mode)	? "not a regular file (a block device)"
+		       : S_ISSOCK(st.st_mode)	? "not a regular file (a socket)"
+						: "not a regular file";
+		e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		goto fail;
+	}
+	if (st.st_size > RTIOREQ_PROFILE_MAX_BYTES) {
+		e = EFBIG;
+		goto fail;
+	}
 	buf = malloc(RTIOREQ_PROFILE_MAX_BYTES + 1);
 	if (!buf) {
-		fclose(f);
-		errno = ENOMEM;
-		return NULL;
+		e = ENOMEM;
+		goto fail;
 	}
-	n = fread(buf, 1, RTIOREQ_PROFILE_MAX_BYTES + 1, f);
-	if (ferror(f) || n > RTIOREQ_PROFILE_MAX_BYTES) {
-		int e = ferror(f) ? EIO : EFBIG;
+	/* read to the end, not st_size: the file may grow; more than the cap is refused */
+	for (;;) {
+		ssize_t r = read(fd, buf + n, RTIOREQ_PROFILE_MAX_BYTES + 1 - n);
 
-		fclose(f);
-		free(buf);
-		errno = e;
-		return NULL;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			e = errno;
+			goto fail;
+		}
+		if (!r)
+			break;
+		n += (size_t)r;
+		if (n > RTIOREQ_PROFILE_MAX_BYTES) {
+			e = EFBIG;
+			goto fail;
+		}
 	}
-	fclose(f);
+	close(fd);
 	buf[n] = '\0';
 	*len = n;
 	return buf;
+fail:
+	free(buf);
+	close(fd);
+	errno = e;
+	return NULL;
+}
+
+/*
+ * Line and column (1-based, in characters as libyaml counts them) of byte @off of the
+ * input, for reader errors: libyaml gives their byte offset (problem_offset), and
+ * problem_mark stays 0:0. Line breaks: LF, CR LF, CR.
+ */
+/* The code unit (byte, or UTF-16 unit) at byte @i. */
+static unsigned int unit_at(const unsigned char *buf, size_t i, size_t step, yaml_encoding_t enc)
+{
+	if (step == 1)
+		return buf[i];
+	return enc == YAML_UTF16LE_ENCODING ? buf[i] | buf[i + 1] << 8 : buf[i] << 8 | buf[i + 1];
+}
+
+static struct pos offset_pos(const unsigned char *buf, size_t len, size_t off,
+			     yaml_encoding_t enc)
+{
+	struct pos p = { 1, 1 };
+	size_t step = enc == YAML_UTF16LE_ENCODING || enc == YAML_UTF16BE_ENCODING ? 2 : 1;
+	size_t i = 0;
+
+	if (off > len)
+		off = len;
+	if (step == 2 && len >= 2 && ((buf[0] == 0xff && buf[1] == 0xfe) ||
+				      (buf[0] == 0xfe && buf[1] == 0xff)))
+		i = 2; /* BOM */
+	else if (step == 1 && len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3))
+		i = 3;
+	for (; i + step <= off; i += step) {
+		unsigned int c = unit_at(buf, i, step, enc);
+		unsigned int next = i + 2 * step <= len ? unit_at(buf, i + step, step, enc) : 0;
+
+		if (c == '\n' || (c == '\r' && next != '\n')) {
+			p.line++;
+			p.column = 1;
+		} else if (c == '\r') {
+			/* the LF of CR LF breaks the line */
+		} else if (step == 1 ? (c & 0xc0) != 0x80 : (c & 0xfc00) != 0xdc00) {
+			p.column++; /* not a UTF-8 continuation byte or a low surrogate */
+		}
+	}
+	return p;
+}
+
+/* A failed libyaml parser's error, at its position. Return -EINVAL or -ENOMEM. */
+static int parser_error(yaml_parser_t *ps, const char *buf, size_t len, struct sink *sink)
+{
+	if (ps->error == YAML_MEMORY_ERROR)
+		return -ENOMEM;
+	if (ps->error == YAML_READER_ERROR) {
+		struct pos at = offset_pos((const unsigned char *)buf, len, ps->problem_offset,
+					   ps->encoding);
+		const char *what = ps->problem ? ps->problem : "?";
+
+		if (ps->problem_value == 0 && strstr(what, "control characters"))
+			emit(sink, RTIOREQ_PROFILE_ERROR, at, "a NUL byte: not allowed in YAML");
+		else if (ps->problem_value >= 0)
+			emit(sink, RTIOREQ_PROFILE_ERROR, at, "%s (%#x)", what,
+			     (unsigned int)ps->problem_value);
+		else
+			emit(sink, RTIOREQ_PROFILE_ERROR, at, "%s", what);
+		return -EINVAL;
+	}
+	emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(ps->problem_mark), "YAML syntax error: %s%s%s",
+	     ps->problem ? ps->problem : "?", ps->context ? " " : "",
+	     ps->context ? ps->context : "");
+	return -EINVAL;
+}
+
+/*
+ * Pass 0: libyaml's scanner alone. Stops at the first alias, at the first collection
+ * deeper than PROFILE_MAX_DEPTH, at a NUL in a scalar and at any scanner or reader error.
+ * The scanner looks ahead at most 1024 characters for a simple key, so what it does
+ * before we stop is bounded by that, not by the input. Return 0, -EINVAL or -ENOMEM.
+ */
+static int profile_prescan(const char *buf, size_t len, struct sink *sink)
+{
+	yaml_parser_t ps;
+	yaml_token_t tok;
+	unsigned int depth = 0;
+	int r = 0;
+	bool end = false;
+
+	if (!yaml_parser_initialize(&ps))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&ps, (const unsigned char *)buf, len);
+	while (!r && !end) {
+		if (!yaml_parser_scan(&ps, &tok)) {
+			r = parser_error(&ps, buf, len, sink);
+			break;
+		}
+		switch (tok.type) {
+		case YAML_STREAM_END_TOKEN:
+			end = true;
+			break;
+		case YAML_ALIAS_TOKEN:
+			emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(tok.start_mark),
+			     "YAML alias '*%.64s': aliases are not allowed in profiles (write the "
+			     "value out)",
+			     (const char *)tok.data.alias.value);
+			r = -EINVAL;
+			break;
+		case YAML_BLOCK_SEQUENCE_START_TOKEN:
+		case YAML_BLOCK_MAPPING_START_TOKEN:
+		case YAML_FLOW_SEQUENCE_START_TOKEN:
+		case YAML_FLOW_MAPPING_START_TOKEN:
+			if (++depth > PROFILE_MAX_DEPTH) {
+				emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(tok.start_mark),
+				     "nesting deeper than %u levels", PROFILE_MAX_DEPTH);
+				r = -EINVAL;
+			}
+			break;
+		case YAML_BLOCK_END_TOKEN:
+		case YAML_FLOW_SEQUENCE_END_TOKEN:
+		case YAML_FLOW_MAPPING_END_TOKEN:
+			if (depth)
+				depth--;
+			break;
+		case YAML_SCALAR_TOKEN:
+			if (memchr(tok.data.scalar.value, 0, tok.data.scalar.length)) {
+				emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(tok.start_mark),
+				     "a NUL character (\\0) in a string is not allowed");
+				r = -EINVAL;
+			}
+			break;
+		default:
+			break;
+		}
+		yaml_token_delete(&tok);
+	}
+	yaml_parser_delete(&ps);
+	return r;
 }
 
 /* libcyaml's log, kept to report an error pass 2 did not foresee. */
@@ -701,14 +977,7 @@ static int profile_scan(const char *buf, size_t len, struct rtioreq__profile_ind
 		return -ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		if (parser.error == YAML_MEMORY_ERROR) {
-			r = -ENOMEM;
-		} else {
-			emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(parser.problem_mark),
-			     "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "?",
-			     parser.context ? " " : "", parser.context ? parser.context : "");
-			r = -EINVAL;
-		}
+		r = parser_error(&parser, buf, len, sink);
 		yaml_parser_delete(&parser);
 		return r;
 	}
@@ -731,9 +1000,7 @@ static int profile_scan(const char *buf, size_t len, struct rtioreq__profile_ind
 			goto out;
 		}
 	} else {
-		emit(sink, RTIOREQ_PROFILE_ERROR, mark_pos(parser.problem_mark),
-		     "YAML syntax error: %s", parser.problem ? parser.problem : "?");
-		r = -EINVAL;
+		r = parser_error(&parser, buf, len, sink);
 		goto out;
 	}
 	walk_value(&w, &top_schema, root, path, sizeof(path), "the profile");
@@ -744,8 +1011,9 @@ out:
 	return r;
 }
 
-struct rtioreq_profile *rtioreq_profile_load(const char *path, rtioreq_profile_diag_fn diag,
-					     void *ctx)
+struct rtioreq_profile *rtioreq__profile_load_buffer(const char *path, const char *buf,
+						      size_t len, rtioreq_profile_diag_fn diag,
+						      void *ctx)
 {
 	struct sink sink = { .fn = diag, .ctx = ctx, .file = path };
 	struct rtioreq__profile_index *ix;
@@ -753,32 +1021,28 @@ struct rtioreq_profile *rtioreq_profile_load(const char *path, rtioreq_profile_d
 	struct cylog log = { .len = 0 };
 	cyaml_config_t cfg;
 	cyaml_err_t cerr;
-	size_t len = 0;
-	char *buf;
 	int r;
 
-	if (!path) {
+	if (!path || (!buf && len)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	buf = read_file(path, &len);
-	if (!buf) {
-		int e = errno;
-
-		emit(&sink, RTIOREQ_PROFILE_ERROR, (struct pos){ 0, 0 }, "cannot read: %s",
-		     e == EFBIG ? "larger than 1 MiB" : strerror(e));
-		errno = e;
+	if (len > RTIOREQ_PROFILE_MAX_BYTES) {
+		emit(&sink, RTIOREQ_PROFILE_ERROR, (struct pos){ 0, 0 },
+		     "cannot read: larger than 1 MiB");
+		errno = EFBIG;
 		return NULL;
 	}
 	ix = calloc(1, sizeof(*ix));
 	if (!ix) {
-		free(buf);
 		errno = ENOMEM;
 		return NULL;
 	}
 	ix->fn = diag;
 	ix->ctx = ctx;
-	r = profile_scan(buf, len, ix, &sink);
+	r = profile_prescan(buf ? buf : "", len, &sink);
+	if (!r)
+		r = profile_scan(buf ? buf : "", len, ix, &sink);
 	if (r)
 		goto fail;
 	cerr = cyaml_load_data((const uint8_t *)buf, len, cyaml_cfg(&log, &cfg), &top_schema,
@@ -803,14 +1067,42 @@ struct rtioreq_profile *rtioreq_profile_load(const char *path, rtioreq_profile_d
 		r = -ENOMEM;
 		goto fail;
 	}
-	free(buf);
 	return p;
 fail:
+	sink_finish(&sink);
 	rtioreq_profile_free(p);
 	index_free(ix);
-	free(buf);
 	errno = -r;
 	return NULL;
+}
+
+struct rtioreq_profile *rtioreq_profile_load(const char *path, rtioreq_profile_diag_fn diag,
+					     void *ctx)
+{
+	struct sink sink = { .fn = diag, .ctx = ctx, .file = path };
+	struct rtioreq_profile *p;
+	const char *why;
+	size_t len = 0;
+	char *buf;
+	int e;
+
+	if (!path) {
+		errno = EINVAL;
+		return NULL;
+	}
+	buf = read_file(path, &len, &why);
+	if (!buf) {
+		e = errno;
+		emit(&sink, RTIOREQ_PROFILE_ERROR, (struct pos){ 0, 0 }, "cannot read: %s",
+		     why ? why : e == EFBIG ? "larger than 1 MiB" : strerror(e));
+		errno = e;
+		return NULL;
+	}
+	p = rtioreq__profile_load_buffer(path, buf, len, diag, ctx);
+	e = errno;
+	free(buf);
+	errno = e;
+	return p;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -873,95 +1165,230 @@ static void cpus_str(char *buf, size_t len, const cpu_set_t *set)
 	}
 }
 
-static int vm_find(const struct rtioreq_profile *p, int64_t id)
+/*
+ * What validation looks up, built once so that every check is O(1) or O(log n) per
+ * entry (a 1 MiB profile holds some 50k ranges or VMs): the first VM of each id, the
+ * first core of each CPU.
+ */
+struct lookup {
+	int32_t vm_of_id[UINT16_MAX + 1]; /* index in p->vms, or -1 */
+	int32_t core_of_cpu[CPU_SETSIZE]; /* index in p->cores, or -1 */
+};
+
+static int vm_find(const struct lookup *lk, int64_t id)
 {
-	for (unsigned int i = 0; i < p->n_vms; i++)
-		if (p->vms[i].id == id)
-			return (int)i;
-	return -1;
+	return id < 0 || id > UINT16_MAX ? -1 : lk->vm_of_id[id];
 }
 
-static void check_vms(const struct rtioreq_profile *p, struct sink *s)
+/* Devices of a VM in name order, ties in file order (qsort has no context argument). */
+struct dev_ref {
+	const char *name;
+	unsigned int idx;
+};
+
+static int dev_cmp(const void *a, const void *b)
 {
+	const struct dev_ref *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* A range of a VM, for the overlap sweep: sorted by type, start, then file order. */
+struct range_ref {
+	const struct rtioreq_profile_range *rg;
+	unsigned int dev, idx, order;
+};
+
+static int range_cmp(const void *a, const void *b)
+{
+	const struct range_ref *x = a, *y = b;
+
+	if (x->rg->type != y->rg->type)
+		return x->rg->type < y->rg->type ? -1 : 1;
+	if (x->rg->start != y->rg->start)
+		return x->rg->start < y->rg->start ? -1 : 1;
+	return (x->order > y->order) - (x->order < y->order);
+}
+
+/*
+ * Overlaps among the valid ranges of one VM, one report per range at the later of the
+ * two in file order, naming the earlier: a sweep in start order that keeps the range
+ * reaching furthest. Every range that starts inside an earlier-starting one is found
+ * (that one, or one reaching further, overlaps it). Return 0 or -ENOMEM.
+ */
+static int check_overlaps(const struct rtioreq_profile *p, unsigned int i, struct sink *s)
+{
+	const struct rtioreq_profile_vm *vm = &p->vms[i];
+	struct range_ref *refs, reach = { 0 };
+	int32_t *with; /* by file order: the range it overlaps, or -1 */
+	size_t n = 0, total = 0;
+	bool have = false;
+
+	for (unsigned int d = 0; d < vm->n_devices; d++)
+		total += vm->devices[d].n_ranges;
+	if (total < 2)
+		return 0;
+	refs = calloc(total, sizeof(*refs));
+	with = malloc(total * sizeof(*with));
+	if (!refs || !with) {
+		free(refs);
+		free(with);
+		return -ENOMEM;
+	}
+	for (unsigned int d = 0; d < vm->n_devices; d++)
+		for (unsigned int r = 0; r < vm->devices[d].n_ranges; r++) {
+			const struct rtioreq_profile_range *rg = &vm->devices[d].ranges[r];
+
+			with[n] = -1;
+			refs[n] = (struct range_ref){ rg, d, r, (unsigned int)n };
+			n++;
+		}
+	{
+		/* compact the valid ones (the others got their own error) */
+		size_t m = 0;
+
+		for (size_t k = 0; k < n; k++)
+			if (refs[k].rg->start <= refs[k].rg->end &&
+			    (refs[k].rg->type != RTIOREQ_PROFILE_PIO || refs[k].rg->end <= 0xffff))
+				refs[m++] = refs[k];
+		n = m;
+	}
+	qsort(refs, n, sizeof(*refs), range_cmp);
+	for (size_t k = 0; k < n; k++) {
+		const struct range_ref *x = &refs[k];
+
+		if (have && reach.rg->type == x->rg->type && reach.rg->end >= x->rg->start) {
+			const struct range_ref *late = x->order > reach.order ? x : &reach;
+			const struct range_ref *early = late == x ? &reach : x;
+
+			if (with[late->order] < 0)
+				with[late->order] = (int32_t)early->order;
+		}
+		if (!have || reach.rg->type != x->rg->type || x->rg->end > reach.rg->end) {
+			reach = *x;
+			have = true;
+		}
+	}
+	/* report in file order */
+	{
+		struct range_ref *by_order = calloc(total, sizeof(*by_order));
+
+		if (!by_order) {
+			free(refs);
+			free(with);
+			return -ENOMEM;
+		}
+		for (size_t k = 0; k < n; k++)
+			by_order[refs[k].order] = refs[k];
+		for (size_t k = 0; k < total; k++) {
+			const struct range_ref *x = &by_order[k], *o;
+
+			if (with[k] < 0)
+				continue;
+			o = &by_order[with[k]];
+			emit(s, RTIOREQ_PROFILE_ERROR,
+			     at(p, KEY, "vms[%u].devices[%u].ranges[%u]", i, x->dev, x->idx),
+			     "%s range 0x%" PRIx64 "..0x%" PRIx64 " overlaps 0x%" PRIx64
+			     "..0x%" PRIx64 " of device '%s' (line %u)",
+			     range_names[x->rg->type], x->rg->start, x->rg->end, o->rg->start,
+			     o->rg->end, vm->devices[o->dev].name,
+			     at(p, KEY, "vms[%u].devices[%u].ranges[%u]", i, o->dev, o->idx).line);
+		}
+		free(by_order);
+	}
+	free(refs);
+	free(with);
+	return 0;
+}
+
+/* Duplicate device names of VM @i: sorted by name, each against the first of its run. */
+static int check_dev_names(const struct rtioreq_profile *p, unsigned int i, struct sink *s)
+{
+	const struct rtioreq_profile_vm *vm = &p->vms[i];
+	unsigned int n = vm->n_devices, *first;
+	struct dev_ref *order;
+
+	if (n < 2)
+		return 0;
+	order = malloc(n * sizeof(*order));
+	first = malloc(n * sizeof(*first));
+	if (!order || !first) {
+		free(order);
+		free(first);
+		return -ENOMEM;
+	}
+	for (unsigned int d = 0; d < n; d++)
+		order[d] = (struct dev_ref){ vm->devices[d].name, d };
+	qsort(order, n, sizeof(*order), dev_cmp);
+	for (unsigned int k = 0, head = 0; k < n; k++) {
+		if (k && strcmp(order[k].name, order[k - 1].name))
+			head = k;
+		first[order[k].idx] = order[head].idx;
+	}
+	for (unsigned int d = 0; d < n; d++)
+		if (first[d] != d)
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u].devices[%u].name", i, d),
+			     "duplicate device name '%s' in VM %" PRId64 " (first at line %u)",
+			     vm->devices[d].name, vm->id,
+			     at(p, VAL, "vms[%u].devices[%u].name", i, first[d]).line);
+	free(order);
+	free(first);
+	return 0;
+}
+
+static int check_vms(const struct rtioreq_profile *p, struct lookup *lk, struct sink *s)
+{
+	int r = 0;
+
 	if (p->n_vms > RTIOREQ_MAX_VMS)
 		emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u]", RTIOREQ_MAX_VMS),
 		     "%u VMs: at most %u are supported", p->n_vms, RTIOREQ_MAX_VMS);
 	for (unsigned int i = 0; i < p->n_vms; i++) {
 		const struct rtioreq_profile_vm *vm = &p->vms[i];
 
-		if (vm->id < 0 || vm->id > UINT16_MAX)
+		if (vm->id < 0 || vm->id > UINT16_MAX) {
 			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u].id", i),
 			     "VM id %" PRId64 " out of range 0..65535", vm->id);
-		for (unsigned int j = 0; j < i; j++)
-			if (p->vms[j].id == vm->id) {
-				emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u].id", i),
-				     "duplicate VM id %" PRId64 " (first at line %u)", vm->id,
-				     at(p, VAL, "vms[%u].id", j).line);
-				break;
-			}
+		} else if (lk->vm_of_id[vm->id] >= 0) {
+			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u].id", i),
+			     "duplicate VM id %" PRId64 " (first at line %u)", vm->id,
+			     at(p, VAL, "vms[%u].id", lk->vm_of_id[vm->id]).line);
+		} else {
+			lk->vm_of_id[vm->id] = (int32_t)i;
+		}
 		if (vm->vcpus < 1 || vm->vcpus > RTIOREQ_IO_REQUEST_MAX)
 			emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "vms[%u].vcpus", i),
 			     "vcpus %" PRId64 " out of range 1..%u", vm->vcpus,
 			     RTIOREQ_IO_REQUEST_MAX);
+		r = check_dev_names(p, i, s);
+		if (r)
+			break;
 		for (unsigned int d = 0; d < vm->n_devices; d++) {
 			const struct rtioreq_profile_device *dev = &vm->devices[d];
 
-			for (unsigned int e = 0; e < d; e++)
-				if (!strcmp(vm->devices[e].name, dev->name)) {
-					emit(s, RTIOREQ_PROFILE_ERROR,
-					     at(p, VAL, "vms[%u].devices[%u].name", i, d),
-					     "duplicate device name '%s' in VM %" PRId64
-					     " (first at line %u)",
-					     dev->name, vm->id,
-					     at(p, VAL, "vms[%u].devices[%u].name", i, e).line);
-					break;
-				}
-			for (unsigned int r = 0; r < dev->n_ranges; r++) {
-				const struct rtioreq_profile_range *rg = &dev->ranges[r];
+			for (unsigned int k = 0; k < dev->n_ranges; k++) {
+				const struct rtioreq_profile_range *rg = &dev->ranges[k];
 				const char *t = range_names[rg->type];
 
-				if (rg->start > rg->end) {
-					emit(s, RTIOREQ_PROFILE_ERROR,
-					     at(p, VAL, "vms[%u].devices[%u].ranges[%u].end", i, d, r),
-					     "%s range start 0x%" PRIx64 " is above its end 0x%" PRIx64,
-					     t, rg->start, rg->end);
-					continue;
-				}
-				if (rg->type == RTIOREQ_PROFILE_PIO && rg->end > 0xffff) {
-					emit(s, RTIOREQ_PROFILE_ERROR,
-					     at(p, VAL, "vms[%u].devices[%u].ranges[%u].end", i, d, r),
+				struct pos end = at(p, VAL, "vms[%u].devices[%u].ranges[%u].end",
+						    i, d, k);
+
+				if (rg->start > rg->end)
+					emit(s, RTIOREQ_PROFILE_ERROR, end,
+					     "%s range start 0x%" PRIx64 " is above its end "
+					     "0x%" PRIx64, t, rg->start, rg->end);
+				else if (rg->type == RTIOREQ_PROFILE_PIO && rg->end > 0xffff)
+					emit(s, RTIOREQ_PROFILE_ERROR, end,
 					     "pio range end 0x%" PRIx64 " is above port 0xffff",
 					     rg->end);
-					continue;
-				}
-				/* Against every earlier valid range of this VM and type. */
-				for (unsigned int d2 = 0; d2 <= d; d2++) {
-					const struct rtioreq_profile_device *o = &vm->devices[d2];
-					unsigned int lim = d2 == d ? r : o->n_ranges;
-
-					for (unsigned int r2 = 0; r2 < lim; r2++) {
-						const struct rtioreq_profile_range *q = &o->ranges[r2];
-
-						if (q->type != rg->type || q->start > q->end ||
-						    rg->start > q->end || q->start > rg->end)
-							continue;
-						emit(s, RTIOREQ_PROFILE_ERROR,
-						     at(p, KEY, "vms[%u].devices[%u].ranges[%u]", i,
-							d, r),
-						     "%s range 0x%" PRIx64 "..0x%" PRIx64
-						     " overlaps 0x%" PRIx64 "..0x%" PRIx64
-						     " of device '%s' (line %u)",
-						     t, rg->start, rg->end, q->start, q->end, o->name,
-						     at(p, KEY, "vms[%u].devices[%u].ranges[%u]", i,
-							d2, r2)
-							     .line);
-						d2 = d + 1; /* one report per range */
-						break;
-					}
-				}
 			}
 		}
+		r = check_overlaps(p, i, s);
+		if (r)
+			break;
 	}
+	return r;
 }
 
 struct slot_owner {
@@ -970,7 +1397,7 @@ struct slot_owner {
 };
 
 static void check_cores(const struct rtioreq_profile *p, bool host_check, const cpu_set_t *online,
-			struct sink *s)
+			struct lookup *lk, struct sink *s)
 {
 	struct slot_owner(*owner)[RTIOREQ_IO_REQUEST_MAX] =
 		calloc(p->n_vms ? p->n_vms : 1, sizeof(*owner));
@@ -991,14 +1418,17 @@ static void check_cores(const struct rtioreq_profile *p, bool host_check, const 
 			     "CPU %" PRId64 " is not online on this host (online: %s)", c->cpu,
 			     cpus);
 		}
-		for (unsigned int j = 0; j < i; j++)
-			if (p->cores[j].cpu == c->cpu) {
+		if (c->cpu >= 0 && c->cpu < CPU_SETSIZE) {
+			int32_t *first = &lk->core_of_cpu[c->cpu];
+
+			if (*first >= 0)
 				emit(s, RTIOREQ_PROFILE_ERROR, at(p, VAL, "cores[%u].cpu", i),
 				     "duplicate cpu %" PRId64
 				     " (first at line %u): give one entry with all its roles",
-				     c->cpu, at(p, VAL, "cores[%u].cpu", j).line);
-				break;
-			}
+				     c->cpu, at(p, VAL, "cores[%d].cpu", *first).line);
+			else
+				*first = (int32_t)i;
+		}
 
 		/* Roles */
 		if (!c->roles)
@@ -1074,7 +1504,7 @@ static void check_cores(const struct rtioreq_profile *p, bool host_check, const 
 			const struct rtioreq_profile_slot *sl = &c->slots[j];
 			bool one = given(p, "cores[%u].slots[%u].vcpu", i, j);
 			bool list = given(p, "cores[%u].slots[%u].vcpus", i, j);
-			int v = vm_find(p, sl->vm);
+			int v = vm_find(lk, sl->vm);
 
 			if (one == list) {
 				emit(s, RTIOREQ_PROFILE_ERROR,
@@ -1147,18 +1577,26 @@ static int profile_check(const struct rtioreq_profile *p, bool host_check,
 {
 	struct sink s = { .fn = p->index->fn, .ctx = p->index->ctx, .file = p->path,
 			  .quiet = quiet };
+	struct lookup *lk;
 	cpu_set_t set;
+	int r;
 
 	if (!online) {
-		int r = online_cpus(&set);
-
+		r = online_cpus(&set);
 		if (r)
 			return r;
 		online = &set;
 	}
-	check_vms(p, &s);
-	check_cores(p, host_check, online, &s);
-	return s.errors ? -EINVAL : 0;
+	lk = malloc(sizeof(*lk));
+	if (!lk)
+		return -ENOMEM;
+	memset(lk, 0xff, sizeof(*lk)); /* every index -1 */
+	r = check_vms(p, lk, &s);
+	if (!r)
+		check_cores(p, host_check, online, lk, &s);
+	free(lk);
+	sink_finish(&s);
+	return r ? r : s.errors ? -EINVAL : 0;
 }
 
 int rtioreq_profile_validate_cpus(const struct rtioreq_profile *p, bool host_check,

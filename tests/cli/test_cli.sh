@@ -45,7 +45,7 @@ grep -qF '"ok": true' "$tmp/d.json" || { echo "FAIL: --json=FILE: $(cat "$tmp/d.
 bad() { # expected-stderr-substring args...
 	want="$1"
 	shift
-	"$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+	timeout 20 "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
 	rc=$?
 	lines=$(wc -l <"$tmp/err")
 	if [ $rc -ne 2 ] || [ "$lines" -ne 1 ] || ! grep -qF -- "$want" "$tmp/err"; then
@@ -63,7 +63,7 @@ bad "nonexistent.yaml" check "$tmp/nonexistent.yaml"
 bad "--vcpus: 17 is out of range 1..16" run --vcpus 17
 bad "--vcpus: '0x' is not a number" run --vcpus 0x
 bad "--mode: 'fast' is not a mode" run --mode fast
-bad "--requests: '-5' is not a number" run -n -5
+bad "--requests: '-5' is negative" run -n -5
 bad "--requests: '99999999999999999999' is too large" run -n 99999999999999999999
 bad "--duration: '5y' has an unknown unit" run -D 5y
 bad "--duration: '0' is not a positive duration" run -D 0
@@ -73,11 +73,55 @@ bad "--poller-cpus: 'x' is not a CPU list" run -c x
 bad "--pollers/--poller-cpus/--idle need --mode polling" run -m notify -P 2
 bad "--pollers: 5 pollers for 4 vCPUs" run -P 5
 bad "--unmapped: 101 is out of range 0..100" run -u 101
+# nonsense that used to run (issue #10): two pollers on one CPU, a poller on the simulated
+# hypervisor's CPU, --spin without hybrid idle, octal and hex where decimal is meant
+bad "--poller-cpus: CPU 1 is given twice in '1,1'" run -c 1,1 -P 2
+bad "--poller-cpus: 1 CPU for 2 pollers" run -c 1 -P 2 -v 4
+bad "--poller-cpus: CPU 0 is the simulated hypervisor's (--producer-cpu 0)" run -c 0
+bad "--spin needs --idle hybrid" run --spin 20us
+bad "--vcpus: '010' has a leading zero (numbers are decimal)" run -v 010
+bad "--duration: '0x10' is not a duration" run -D 0x10
+bad "--duration: '-1s' is negative" run -D -1s
+bad "--seed: '-1' is negative" run -s -1
+# hostile profiles (issue #10): refused at once with file:line:column
+mkfifo "$tmp/fifo.yaml"
+bad "fifo.yaml: cannot read: not a regular file (a FIFO)" check "$tmp/fifo.yaml"
+bad "fifo.yaml: cannot read: not a regular file (a FIFO)" run "$tmp/fifo.yaml"
+bad "$tmp: cannot read: is a directory" check "$tmp"
+bad "bad-alias-bomb.yaml:9:7: YAML alias '*r': aliases are not allowed" \
+	check "$src/tests/rt/profiles/bad-alias-bomb.yaml"
+bad "bad-utf8.yaml:34:58: invalid leading UTF-8 octet (0xff)" \
+	check "$src/tests/rt/profiles/bad-utf8.yaml"
 bad "unknown option '--bogus'" run --bogus
 bad "option -v needs a value" run -v
 bad "extra: cannot read" run extra
 bad "unexpected argument 'more'" run extra more
 bad "--shm=NAME is required" serve
+
+# hostile guest images (issue #10): checked before /dev/kvm is opened, the field named
+poke() { # file offset bytes-in-hex...
+	f=$1
+	off=$(($2))
+	shift 2
+	for b in "$@"; do
+		printf "\\$(printf %o "0x$b")" | dd of="$f" bs=1 seek=$off conv=notrunc 2>/dev/null
+		off=$((off + 1))
+	done
+}
+head -c 8192 /dev/zero >"$tmp/bz"
+poke "$tmp/bz" 0x1f1 01                 # setup_sects
+poke "$tmp/bz" 0x1fe 55 aa 00 66 48 64 72 53 0f 02 # boot_flag, jump, "HdrS", version 2.15
+poke "$tmp/bz" 0x211 01                 # loadflags: LOADED_HIGH
+poke "$tmp/bz" 0x236 01 00              # xloadflags: XLF_KERNEL_64
+poke "$tmp/bz" 0x260 00 00 20 00        # init_size 2 MiB
+cp "$tmp/bz" "$tmp/bz-sparse"
+poke "$tmp/bz" 0x258 00 00 f0 ff ff ff ff ff # pref_address: + init_size wraps
+bad "bz: pref_address 0xfffffffffff00000 + init_size 0x200000 is outside guest RAM" \
+	kvm --kernel "$tmp/bz"
+poke "$tmp/bz-sparse" 0x258 00 00 00 01 00 00 00 00 # 16 MiB, in a 2 GiB sparse file
+truncate -s 2G "$tmp/bz-sparse"
+bad "bz-sparse: init_size 0x200000 (or the 2147482624-byte payload) does not fit" \
+	kvm --kernel "$tmp/bz-sparse"
 bad "--shm: 'x' is not a shm name" hv -S x
 bad "--shm: no region /rtioreq-none-$$ appeared" serve -S /rtioreq-none-$$ -w 50ms
 bad "--idle/--spin need --mode polling" serve -S /rtioreq-none-$$ -m notify -I hybrid

@@ -7,12 +7,17 @@
 #include <errno.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <cyaml/cyaml.h>
@@ -399,6 +404,228 @@ static void test_cyaml_report(void **state)
 	assert_int_equal(column, 1);
 }
 
+
+/* ------------------------------------------------------------------------- */
+/* Hostile input: a located error in bounded time and memory (issue #10) */
+
+/* Bounds of the issue (2 s, 100 MB); sanitizers slow code down and add shadow memory. */
+/*
+ * CPU seconds (user + system of the child): the machine is shared, wall time is not the
+ * code's. WALL_SECS only catches a child that blocks (a FIFO without a writer).
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define COST_SECS 20.0
+#define COST_KB (800L * 1024)
+#else
+#define COST_SECS 2.0
+#define COST_KB (100L * 1024)
+#endif
+#define WALL_SECS 30.0
+
+struct cost {
+	double secs, cpu_secs; /* wall; user + system of the child */
+	long maxrss_kb; /* the child's peak resident set */
+	int loaded, valid;
+	struct diags g;
+};
+
+/* A generated profile, removed as soon as its child is reaped (also when the test fails). */
+static const char *generated;
+
+/*
+ * Load (and, if that works, validate) @path in a child process, so that its time and
+ * peak RSS (getrusage of the reaped child) are its own; a child that does not finish in
+ * 60 s is killed by its alarm and the test fails. The bound is on its CPU time.
+ */
+static void load_in_child(const char *path, struct cost *c)
+{
+	struct timespec t0, t1;
+	struct rusage ru;
+	int fds[2], st;
+	ssize_t n;
+	size_t got = 0;
+	pid_t pid;
+
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(pipe(fds), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		struct rtioreq_profile *p;
+		cpu_set_t all;
+
+		/* cmocka's handlers would resume the test in this child: die instead */
+		for (int sig = 1; sig < 32; sig++)
+			signal(sig, SIG_DFL);
+		close(fds[0]);
+		alarm(60);
+		all_cpus(&all);
+		p = rtioreq_profile_load(path, collect, &c->g);
+		c->loaded = p != NULL;
+		c->valid = p && !rtioreq_profile_validate_cpus(p, false, &all);
+		rtioreq_profile_free(p);
+		for (size_t off = 0; off < sizeof(*c);) {
+			n = write(fds[1], (char *)c + off, sizeof(*c) - off);
+			if (n <= 0)
+				_exit(3);
+			off += (size_t)n;
+		}
+		_exit(0);
+	}
+	close(fds[1]);
+	while (got < sizeof(*c) && (n = read(fds[0], (char *)c + got, sizeof(*c) - got)) > 0)
+		got += (size_t)n;
+	close(fds[0]);
+	assert_int_equal(wait4(pid, &st, 0, &ru), pid);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (generated)
+		unlink(generated);
+	generated = NULL;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) || got != sizeof(*c))
+		fail_msg("%s: the loader died (status %#x) after %.1f s", path, st,
+			 (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	c->secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	c->cpu_secs = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		      (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	c->maxrss_kb = ru.ru_maxrss;
+	print_message("%s: %.3f s CPU, %.3f s, %ld KB peak RSS, %u errors\n", path,
+		      c->cpu_secs, c->secs, c->maxrss_kb,
+		      c->g.errors);
+	if (c->cpu_secs > COST_SECS || c->secs > WALL_SECS || c->maxrss_kb > COST_KB)
+		fail_msg("%s: %.2f s CPU, %.2f s, %ld KB (bounds %.0f s CPU, %.0f s, %ld KB)",
+			 path, c->cpu_secs, c->secs, c->maxrss_kb, COST_SECS, WALL_SECS, COST_KB);
+}
+
+/* Refused at load with one diagnostic containing @want, within the bounds. */
+static void assert_refused(const char *path, const char *want)
+{
+	struct cost c;
+
+	load_in_child(path, &c);
+	assert_false(c.loaded);
+	if (c.g.errors != 1)
+		fail_msg("%s: %u errors, expected 1:\n%s", path, c.g.errors, c.g.text);
+	assert_diag(&c.g, want);
+}
+
+/* Defect 1: aliases are refused where they are, before anything expands them. */
+static void test_alias_bomb(void **state)
+{
+	assert_refused(PROFILES "bad-alias-bomb.yaml",
+		       "bad-alias-bomb.yaml:9:7: YAML alias '*r': aliases are not allowed");
+}
+
+/* Defect 4: reader errors at the byte that caused them; an escaped NUL is refused. */
+static void test_reader_errors(void **state)
+{
+	assert_refused(PROFILES "bad-utf8.yaml",
+		       "bad-utf8.yaml:34:58: invalid leading UTF-8 octet (0xff)");
+	assert_refused(PROFILES "bad-nul.yaml", "bad-nul.yaml:34:58: a NUL byte");
+	assert_refused(PROFILES "bad-escaped-nul.yaml",
+		       "bad-escaped-nul.yaml:27:15: a NUL character (\\0) in a string");
+}
+
+static void write_tmp(char *path, const char *text, size_t len)
+{
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		assert_true(n > 0);
+		off += (size_t)n;
+	}
+	close(fd);
+}
+
+/* Defect 3: 1 MB of flow nesting is refused at the first level past the limit. */
+static void test_deep_nesting(void **state)
+{
+	size_t len = RTIOREQ_PROFILE_MAX_BYTES - 64;
+	char path[] = "/tmp/rtioreq-deep-XXXXXX";
+	char *text = malloc(len);
+
+	assert_non_null(text);
+	memcpy(text, "cores: ", 7);
+	memset(text + 7, '[', len - 7);
+	write_tmp(path, text, len);
+	free(text);
+	generated = path;
+	/* "cores: " is level 1 (the top mapping), each '[' one more: the 32nd is column 39. */
+	assert_refused(path, ":1:39: nesting deeper than 32 levels");
+}
+
+/*
+ * Defect 2: 1 MiB profiles of many cores, VMs or ranges are checked in bounded time, and
+ * the errors they contain stop at a bound with a count of the rest.
+ */
+static void test_big_profiles(void **state)
+{
+	static const char *const kinds[] = { "cores", "vms", "ranges", "devices" };
+	size_t cap = RTIOREQ_PROFILE_MAX_BYTES;
+	char *text = malloc(cap);
+
+	assert_non_null(text);
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		char path[] = "/tmp/rtioreq-big-XXXXXX";
+		size_t len = 0;
+		unsigned int i = 0;
+		struct cost c;
+
+#define ADD(...) (len += (size_t)snprintf(text + len, cap - len, __VA_ARGS__))
+		ADD("cores:\n  - { cpu: 0, role: [dispatcher, clients] }\n");
+		if (k == 0) /* every core a duplicate of cpu 1: one error each */
+			while (len < cap - 200)
+				ADD("  - { cpu: 1, role: [poller], idle: spin, "
+				    "slots: [{vm: 1, vcpu: %u}] }\n", i++ % 2);
+		ADD("vms:\n");
+		if (k == 1) /* duplicate VM ids, and more VMs than supported */
+			while (len < cap - 200)
+				ADD("  - { id: %u, vcpus: 1 }\n", 1 + i++ % 1000);
+		else
+			ADD("  - id: 1\n    vcpus: 2\n%s", k >= 2 ? "    devices:\n" : "");
+		if (k == 2) { /* one device, every range overlapping its neighbour */
+			ADD("      - name: d\n        ranges:\n");
+			while (len < cap - 200)
+				ADD("          - {type: mmio, start: %u, end: %u}\n", i * 16,
+				    i * 16 + 31), i++;
+		}
+		if (k == 3) /* many devices, names repeating */
+			while (len < cap - 200)
+				ADD("      - {name: d%u, ranges: "
+				    "[{type: pio, start: %u, end: %u}]}\n",
+				    i % 5000, i % 65536, i % 65536), i++;
+#undef ADD
+		write_tmp(path, text, len);
+		generated = path;
+		load_in_child(path, &c);
+		if (!c.loaded)
+			fail_msg("%s: not loaded:\n%s", kinds[k], c.g.text);
+		assert_false(c.valid);
+		if (c.g.errors > 21)
+			fail_msg("%s: %u diagnostics, expected at most 20 and a count of the rest",
+				 kinds[k], c.g.errors);
+		assert_diag(&c.g, " more errors");
+	}
+	free(text);
+}
+
+/* Defect 5: a FIFO (no writer) or a directory is refused at once, with a clear cause. */
+static void test_not_regular(void **state)
+{
+	char dir[] = "/tmp/rtioreq-fifo-XXXXXX", fifo[64];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/profile.yaml", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_refused(fifo, "profile.yaml: cannot read: not a regular file (a FIFO)");
+	assert_refused(dir, ": cannot read: is a directory");
+	unlink(fifo);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +634,9 @@ int main(void)
 		cmocka_unit_test(test_bad_load),	 cmocka_unit_test(test_bad_validate),
 		cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_notify_mode),
 		cmocka_unit_test(test_missing_file),	 cmocka_unit_test(test_cyaml_report),
+		cmocka_unit_test(test_alias_bomb),	 cmocka_unit_test(test_reader_errors),
+		cmocka_unit_test(test_deep_nesting),	 cmocka_unit_test(test_big_profiles),
+		cmocka_unit_test(test_not_regular),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
