@@ -21,10 +21,15 @@
 #ifndef RTIOREQ_ABI_H
 #define RTIOREQ_ABI_H
 
-#include <stdalign.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifndef __cplusplus
+#include <stdalign.h>
+#include <stdatomic.h>
+#endif
+#include "rtioreq/common.h"
+
+RTIOREQ_BEGIN_DECLS
 
 #define RTIOREQ_IO_REQUEST_MAX 16 /* slots per page = max vCPUs per VM */
 #define RTIOREQ_PAGE_SIZE 4096
@@ -112,31 +117,55 @@ struct rtioreq_ioreq_notify {
 	uint32_t vcpu;
 };
 
-_Static_assert(sizeof(struct rtioreq_mmio_request) == 32, "mmio_request size");
-_Static_assert(sizeof(struct rtioreq_pio_request) == 32, "pio_request size");
-_Static_assert(sizeof(struct rtioreq_pci_request) == 48, "pci_request size");
-_Static_assert(sizeof(struct rtioreq_io_request) == 256, "io_request size");
-_Static_assert(alignof(struct rtioreq_io_request) == 256, "io_request alignment");
-_Static_assert(offsetof(struct rtioreq_io_request, type) == 0, "type offset");
-_Static_assert(offsetof(struct rtioreq_io_request, completion_polling) == 4, "cp offset");
-_Static_assert(offsetof(struct rtioreq_io_request, reqs) == 64, "reqs offset");
-_Static_assert(offsetof(struct rtioreq_io_request, reserved1) == 128, "reserved1 offset");
-_Static_assert(offsetof(struct rtioreq_io_request, kernel_handled) == 132, "kh offset");
-_Static_assert(offsetof(struct rtioreq_io_request, processed) == 136, "processed offset");
-_Static_assert(offsetof(struct rtioreq_pio_request, value) == 24, "pio value offset");
-_Static_assert(offsetof(struct rtioreq_mmio_request, value) == 24, "mmio value offset");
-_Static_assert(offsetof(struct rtioreq_pci_request, value) == 24, "pci value offset");
-_Static_assert(offsetof(struct rtioreq_pci_request, reg) == 40, "pci reg offset");
-_Static_assert(sizeof(struct rtioreq_io_request_buffer) == RTIOREQ_PAGE_SIZE, "page size");
-_Static_assert(sizeof(struct rtioreq_ioreq_notify) == 8, "notify size");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_mmio_request) == 32, "mmio_request size");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_pio_request) == 32, "pio_request size");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_pci_request) == 48, "pci_request size");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_io_request) == 256, "io_request size");
+RTIOREQ_STATIC_ASSERT(alignof(struct rtioreq_io_request) == 256, "io_request alignment");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_io_request, type) == 0, "type offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_io_request, completion_polling) == 4, "cp offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_io_request, reqs) == 64, "reqs offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_io_request, reserved1) == 128, "reserved1 offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_io_request, kernel_handled) == 132, "kh offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_io_request, processed) == 136, "processed offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_pio_request, value) == 24, "pio value offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_mmio_request, value) == 24, "mmio value offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_pci_request, value) == 24, "pci value offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_pci_request, reg) == 40, "pci reg offset");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_io_request_buffer) == RTIOREQ_PAGE_SIZE, "page size");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_ioreq_notify) == 8, "notify size");
+#ifndef __cplusplus
 /* The state helpers view plain uint32_t wire fields as _Atomic uint32_t. */
-_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "atomic u32 size");
-_Static_assert(alignof(_Atomic uint32_t) == alignof(uint32_t), "atomic u32 align");
+RTIOREQ_STATIC_ASSERT(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "atomic u32 size");
+RTIOREQ_STATIC_ASSERT(alignof(_Atomic uint32_t) == alignof(uint32_t), "atomic u32 align");
 
-/* View a 32-bit wire field as an atomic object (same size and alignment, see above). */
+/**
+ * rtioreq_wire_atomic() - view a 32-bit wire field as an atomic object (same size and
+ * alignment, see above), for atomic_*_explicit(). C only: C++ has no _Atomic; use
+ * rtioreq_wire_load_acquire() / rtioreq_wire_store_release(), which both languages accept.
+ */
 static inline _Atomic uint32_t *rtioreq_wire_atomic(uint32_t *field)
 {
 	return (_Atomic uint32_t *)field;
+}
+#endif
+
+/**
+ * rtioreq_wire_load_acquire() - load a 32-bit wire field (e.g. `processed`) with
+ * acquire ordering. C and C++ (GCC/Clang atomic builtins on the plain field).
+ */
+static inline uint32_t rtioreq_wire_load_acquire(const uint32_t *field)
+{
+	return __atomic_load_n(field, __ATOMIC_ACQUIRE);
+}
+
+/**
+ * rtioreq_wire_store_release() - store a 32-bit wire field with release ordering.
+ * C and C++.
+ */
+static inline void rtioreq_wire_store_release(uint32_t *field, uint32_t v)
+{
+	__atomic_store_n(field, v, __ATOMIC_RELEASE);
 }
 
 /*
@@ -184,19 +213,21 @@ struct rtioreq_shm_region {
 	};
 };
 
-_Static_assert(sizeof(struct rtioreq_chan_line) == 64, "chan line size");
-_Static_assert(offsetof(struct rtioreq_chan, upcall_seq) == 64, "upcall_seq offset");
-_Static_assert(offsetof(struct rtioreq_chan, polled_mask) == 128, "polled_mask offset");
-_Static_assert(offsetof(struct rtioreq_chan, need_wakeup) == 192, "need_wakeup offset");
-_Static_assert(offsetof(struct rtioreq_chan, done_seq) == 256, "done_seq offset");
-_Static_assert(sizeof(struct rtioreq_chan) <= RTIOREQ_PAGE_SIZE, "chan fits a page");
-_Static_assert(offsetof(struct rtioreq_shm_region, chan) == 4096, "chan page offset");
-_Static_assert(sizeof(struct rtioreq_shm_region) == 8192, "region size");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_chan_line) == 64, "chan line size");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_chan, upcall_seq) == 64, "upcall_seq offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_chan, polled_mask) == 128, "polled_mask offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_chan, need_wakeup) == 192, "need_wakeup offset");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_chan, done_seq) == 256, "done_seq offset");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_chan) <= RTIOREQ_PAGE_SIZE, "chan fits a page");
+RTIOREQ_STATIC_ASSERT(offsetof(struct rtioreq_shm_region, chan) == 4096, "chan page offset");
+RTIOREQ_STATIC_ASSERT(sizeof(struct rtioreq_shm_region) == 8192, "region size");
 
 /* Bits of an access of @size bytes (1, 2, 4 or 8; 8 and above: all 64). */
 static inline uint64_t rtioreq_size_mask(uint32_t size)
 {
 	return size >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (size * 8)) - 1;
 }
+
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_ABI_H */

@@ -20,10 +20,9 @@
 #include <sys/types.h>
 
 #include "rtioreq/abi.h"
+#include "rtioreq/common.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+RTIOREQ_BEGIN_DECLS
 
 #define RTIOREQ_MAX_VMS 64 /* per engine; bounded by futex_waitv's 128 waiters */
 #define RTIOREQ_NAME_LEN 16
@@ -71,6 +70,7 @@ struct rtioreq_thread_attr {
 	int policy;   /* SCHED_OTHER, SCHED_FIFO or SCHED_RR */
 	int priority; /* 1..99 for FIFO/RR, 0 otherwise */
 	const char *name; /* thread name, at most 15 chars used; NULL: a default */
+	uint64_t reserved[2]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 #define RTIOREQ_THREAD_ATTR_DEFAULT { .cpu = -1 }
 
@@ -87,6 +87,7 @@ struct rtioreq_engine_attr {
 	 * process: the first engine created with .cpu >= 0 places it, later ones share it.
 	 */
 	struct rtioreq_thread_attr rcu;
+	uint64_t reserved[8]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -122,6 +123,7 @@ struct rtioreq_vm_ops {
 	void (*notify_finish)(void *hv, uint16_t vcpu);
 	int (*raise_irq)(void *hv, uint32_t irq, uint32_t level);
 	void (*slot_polled)(void *hv, uint16_t vcpu, bool polled);
+	void *reserved[4]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 struct rtioreq_vm_attr {
@@ -137,6 +139,7 @@ struct rtioreq_vm_attr {
 	 * half its devices (a write taken by nobody would be lost to the device).
 	 */
 	bool paused;
+	uint64_t reserved[6]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -205,6 +208,7 @@ struct rtioreq_vm_stats {
 	uint64_t cleared;	 /* completed at once during clear/detach */
 	uint64_t forced;	 /* force-completed by clear/destroy after the bound */
 	uint64_t notified;	 /* completion notifications sent */
+	uint64_t reserved[16]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out);
 
@@ -223,6 +227,7 @@ struct rtioreq_client_attr {
 	void *priv;
 	bool is_default; /* serves accesses that match no range (one per VM) */
 	const struct rtioreq_thread_attr *thread; /* handler thread; NULL: engine default */
+	uint64_t reserved[4]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -325,6 +330,7 @@ struct rtioreq_poller_stats {
 	uint64_t loops;	 /* passes over the slot set */
 	uint64_t served; /* requests taken */
 	uint64_t sleeps; /* hybrid idle: times it slept (each ended by a wake-up) */
+	uint64_t reserved[5]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -339,8 +345,6 @@ struct rtioreq_poller_stats {
 void rtioreq_poller_set_idle(struct rtioreq_poller *poller, uint64_t spin_ns);
 void rtioreq_poller_stats(const struct rtioreq_poller *poller, struct rtioreq_poller_stats *out);
 
-#ifdef __cplusplus
-}
-#endif
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_ENGINE_H */

@@ -14,6 +14,9 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include "rtioreq/common.h"
+
+RTIOREQ_BEGIN_DECLS
 
 #define RTIOREQ_HIST_SUB_BITS 6
 #define RTIOREQ_HIST_MAX_BITS 40 /* ~1100 s */
@@ -46,5 +49,7 @@ double rtioreq_hist_mean(const struct rtioreq_hist *h);
 /* Bucket index of a value, and the [lo, hi] range of values a bucket holds. */
 unsigned int rtioreq_hist_index(uint64_t ns);
 void rtioreq_hist_bucket_range(unsigned int idx, uint64_t *lo, uint64_t *hi);
+
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_HIST_H */

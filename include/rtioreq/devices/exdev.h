@@ -10,11 +10,13 @@
 #ifndef RTIOREQ_EXDEV_H
 #define RTIOREQ_EXDEV_H
 
-#include <stdatomic.h>
 #include <stdint.h>
 
 #include "rtioreq/core/engine.h"
 #include "rtioreq/hv/sim.h"
+#include "rtioreq/common.h"
+
+RTIOREQ_BEGIN_DECLS
 
 #define RTIOREQ_EXDEV_RAM_BASE 0xd0000000ull
 #define RTIOREQ_EXDEV_RAM_SIZE 0x1000u /* 256 bytes per vCPU in the workload */
@@ -46,5 +48,7 @@ void rtioreq_exdev_oracle_init(struct rtioreq_exdev_oracle *o, uint64_t seed,
 			       unsigned int unmapped_pct);
 /* gen callback for rtioreq_sim_workload (ctx = struct rtioreq_exdev_oracle *). */
 void rtioreq_exdev_gen(void *ctx, uint16_t vcpu, uint64_t k, struct rtioreq_sim_op *op);
+
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_EXDEV_H */

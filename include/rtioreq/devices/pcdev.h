@@ -24,11 +24,13 @@
 #ifndef RTIOREQ_PCDEV_H
 #define RTIOREQ_PCDEV_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "rtioreq/core/engine.h"
+#include "rtioreq/common.h"
+
+RTIOREQ_BEGIN_DECLS
 
 #define RTIOREQ_PCDEV_COM1_BASE 0x3f8u
 #define RTIOREQ_PCDEV_COM1_IRQ 4u
@@ -52,6 +54,7 @@ struct rtioreq_pcdev_attr {
 	/* Handler threads of the models' clients (fallback path); NULL: engine default. */
 	const struct rtioreq_thread_attr *thread;
 	bool no_default; /* do not create the default client */
+	uint64_t reserved[4]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 struct rtioreq_pcdev_stats {
@@ -63,6 +66,7 @@ struct rtioreq_pcdev_stats {
 	uint64_t rtc_reads;	/* reads of 0x71 */
 	uint64_t pci_cfg;	/* accesses to 0xcf8..0xcff and PCICFG requests */
 	uint64_t unclaimed_reads, unclaimed_writes; /* answered by the default client */
+	uint64_t reserved[7]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 struct rtioreq_pcdev;
@@ -101,5 +105,7 @@ void rtioreq_pcdev_stats(const struct rtioreq_pcdev *d, struct rtioreq_pcdev_sta
  * (rtioreq_vm_detach() and rtioreq_engine_destroy() destroy and free its clients),
  * once no thread is inside rtioreq_pcdev_uart_input() or _handle(). May block. */
 void rtioreq_pcdev_detach(struct rtioreq_pcdev *d);
+
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_PCDEV_H */

@@ -29,6 +29,9 @@
 #include "rtioreq/core/engine.h"
 #include "rtioreq/core/hist.h"
 #include "rtioreq/hv/shm.h"
+#include "rtioreq/common.h"
+
+RTIOREQ_BEGIN_DECLS
 
 #define RTIOREQ_KVM_MEM_DEFAULT (256ull << 20)
 #define RTIOREQ_KVM_MEM_MAX (3ull << 30) /* RAM ends below the 32-bit PCI hole */
@@ -58,6 +61,7 @@ struct rtioreq_kvm_attr {
 	int vcpu_cpu;		/* CPU of vCPU thread 0 (vCPU i: the i-th next), or -1 */
 	uint64_t stranded_ns;	/* a request not COMPLETE after this stops the VM
 				 * (RTIOREQ_KVM_STRANDED); 0: 5 s */
+	uint64_t reserved[4]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /* Why the guest stopped. */
@@ -94,6 +98,7 @@ struct rtioreq_kvm_stats {
 	uint64_t run_ns;	/* rtioreq_kvm_run() start to the stop */
 	enum rtioreq_kvm_exit exit_reason;
 	char detail[160];	/* what stopped it, e.g. "i8042 reset", the failed ioctl */
+	uint64_t reserved[8]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 struct rtioreq_kvm;
@@ -140,5 +145,7 @@ void rtioreq_kvm_stats(const struct rtioreq_kvm *k, struct rtioreq_kvm_stats *ou
 
 /* Free everything. Detach the engine VM serving the region first. */
 void rtioreq_kvm_destroy(struct rtioreq_kvm *k);
+
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_KVM_H */

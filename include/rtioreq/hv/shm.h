@@ -12,12 +12,16 @@
 #include <stdint.h>
 
 #include "rtioreq/abi.h"
+#include "rtioreq/common.h"
+
+RTIOREQ_BEGIN_DECLS
 
 struct rtioreq_shm {
 	struct rtioreq_shm_region *region;
 	int fd;
 	bool owner;	/* created it: unlinks the name on close */
 	char name[64];	/* POSIX shm name ("/rtioreq-..."), empty for an anonymous memfd */
+	uint64_t reserved[4]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -40,6 +44,7 @@ struct rtioreq_hv_req {
 	uint64_t addr;	/* port, GPA, or PCI register */
 	uint64_t value; /* write data */
 	uint8_t bus, dev, func;
+	uint64_t reserved[2]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -76,5 +81,7 @@ uint32_t rtioreq_hv_done_seq(struct rtioreq_shm_region *r, uint16_t vcpu);
  */
 int rtioreq_hv_wait(struct rtioreq_shm_region *r, uint32_t mask, const uint32_t *seen,
 		    uint64_t timeout_ns);
+
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_SHM_H */

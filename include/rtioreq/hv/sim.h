@@ -16,6 +16,9 @@
 #include "rtioreq/core/engine.h"
 #include "rtioreq/core/hist.h"
 #include "rtioreq/hv/shm.h"
+#include "rtioreq/common.h"
+
+RTIOREQ_BEGIN_DECLS
 
 /* What a read must return, decided when the request is generated. */
 enum rtioreq_sim_check {
@@ -56,6 +59,7 @@ struct rtioreq_sim_attr {
 	bool think_all;		   /* instead: pause after every completion, uniformly
 				    * 0..2*think_ns (every request follows a pause) */
 	struct rtioreq_sim_workload wl;
+	uint64_t reserved[4]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 struct rtioreq_sim_result {
@@ -67,6 +71,7 @@ struct rtioreq_sim_result {
 	uint64_t upcalls;	  /* upcalls rung */
 	uint64_t ns;		  /* wall time of the run */
 	struct rtioreq_hist rtt;  /* round trip, ns */
+	uint64_t reserved[8]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -74,5 +79,7 @@ struct rtioreq_sim_result {
  * is FREE again. Return 0 or -errno (EINVAL attr, thread creation errors).
  */
 int rtioreq_sim_run(const struct rtioreq_sim_attr *a, struct rtioreq_sim_result *res);
+
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_SIM_H */

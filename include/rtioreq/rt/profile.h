@@ -24,10 +24,9 @@
 #include <stdio.h>
 
 #include "rtioreq/core/engine.h"
+#include "rtioreq/common.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+RTIOREQ_BEGIN_DECLS
 
 #define RTIOREQ_PROFILE_SPIN_US_DEFAULT 50u	 /* hybrid idle: spin time before sleeping */
 #define RTIOREQ_PROFILE_SPIN_US_MAX	1000000u /* 1 s */
@@ -238,8 +237,6 @@ int rtioreq_profile_print_plan(const struct rtioreq_profile *p, FILE *out);
 /* Names of the enumerated values as written in profiles ("fifo", "hybrid", ...). */
 const char *rtioreq_profile_policy_name(enum rtioreq_profile_policy policy);
 
-#ifdef __cplusplus
-}
-#endif
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_PROFILE_H */

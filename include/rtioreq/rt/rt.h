@@ -18,7 +18,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+#include "rtioreq/common.h"
+
+RTIOREQ_BEGIN_DECLS
 
 enum rtioreq_rt_backend {
 	RTIOREQ_RT_CPUSET_NONE,
@@ -31,6 +35,7 @@ struct rtioreq_rt_roots {
 	const char *classic; /* default "/dev/cpuset" */
 	const char *cgroup1; /* default "/sys/fs/cgroup/cpuset" */
 	const char *cgroup2; /* default "/sys/fs/cgroup" (detected only, to explain) */
+	const char *reserved[2]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -50,6 +55,7 @@ struct rtioreq_rt_cpuset {
 	char rel[128];	 /* path relative to the hierarchy root (libcpuset) */
 	char parent[256]; /* hierarchy root: tasks go back there before removal */
 	bool exclusive;	 /* cpu_exclusive could be set */
+	uint64_t reserved[4]; /* zero; new fields come from here (rtioreq/common.h) */
 };
 
 /*
@@ -110,5 +116,7 @@ void rtioreq_rt_prefault(void *p, size_t len);
  * refuses real-time policies there, even to root).
  */
 bool rtioreq_rt_permitted(int priority, char *why, size_t why_len);
+
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_RT_H */
