@@ -29,11 +29,14 @@
 #ifndef RTIOREQ_COMMON_H
 #define RTIOREQ_COMMON_H
 
-/*
+/**
+ * @def RTIOREQ_BEGIN_DECLS
  * Declarations between RTIOREQ_BEGIN_DECLS and RTIOREQ_END_DECLS have C linkage and
  * default visibility: the library is built with -fvisibility=hidden, so exactly the
  * functions declared in the public headers are exported from librtioreq.so.
  */
+/** @def RTIOREQ_END_DECLS
+ * Ends what RTIOREQ_BEGIN_DECLS began. */
 #ifdef __cplusplus
 #define RTIOREQ_BEGIN_DECLS \
 	extern "C" {        \
@@ -46,7 +49,7 @@
 #define RTIOREQ_END_DECLS _Pragma("GCC visibility pop")
 #endif
 
-/* A compile-time check that C11 and C++11 both accept. */
+/** A compile-time check that C11 and C++11 both accept. */
 #ifdef __cplusplus
 #define RTIOREQ_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #else
