@@ -46,8 +46,9 @@ static void put_file(const char *dir, const char *name, const char *text)
 {
 	char p[PATH_MAX];
 	FILE *f;
+	int n = snprintf(p, sizeof(p), "%s/%s", dir, name);
 
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_true(n > 0 && (size_t)n < sizeof(p)); /* a truncated path would write elsewhere */
 	f = fopen(p, "w");
 	assert_non_null(f);
 	fputs(text, f);
