@@ -23,7 +23,11 @@ set(RTIOREQ_PC_REQUIRES_PRIVATE "liburcu-qsbr")
 if(RTIOREQ_BUILD_PROFILES)
 	string(APPEND RTIOREQ_PC_REQUIRES_PRIVATE ", libcyaml, yaml-0.1")
 endif()
-# Relative paths in the .pc file keep the install relocatable (${prefix}/...).
+# The .pc file finds the prefix from its own place (pkg-config's ${pcfiledir}), so an
+# install with `cmake --install --prefix P` or DESTDIR works where it lands.
+file(RELATIVE_PATH RTIOREQ_PC_PREFIX_REL "${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig"
+	"${CMAKE_INSTALL_PREFIX}")
+string(REGEX REPLACE "/$" "" RTIOREQ_PC_PREFIX_REL "${RTIOREQ_PC_PREFIX_REL}")
 foreach(dir LIBDIR INCLUDEDIR)
 	if(IS_ABSOLUTE "${CMAKE_INSTALL_${dir}}")
 		set(RTIOREQ_PC_${dir} "${CMAKE_INSTALL_${dir}}")
