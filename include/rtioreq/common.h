@@ -8,7 +8,8 @@
  * negative errno value on failure (`-EINVAL`, `-ENOMEM`, ...): use strerror(-ret).
  * Constructors (calls that return a pointer to a new object) return NULL and set
  * `errno`. Calls that return `void` cannot fail. The polling hot path and handlers never
- * touch `errno`. The library returns no codes beyond errno, so there is no
+ * touch `errno`. Lookups that return an index or a flag say what "none" is (e.g.
+ * rtioreq_profile_plan_owner() returns -1). The library returns no codes beyond errno, so there is no
  * rtioreq_strerror(): strerror() names every error.
  *
  * @par Growing structs (ABI)
