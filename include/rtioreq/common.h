@@ -21,6 +21,11 @@
  * existing field never change within a soname and a binary built against an older
  * version keeps working with a newer library. tests/core/test_api.c pins the sizes.
  * Structs the library allocates and hands out only by pointer are opaque and may grow.
+ * Fixed layouts, no reserved tail: the wire format (rtioreq/abi.h), struct rtioreq_req
+ * (the hot path's snapshot), struct rtioreq_hist, and the example devices' state
+ * (rtioreq/devices/exdev.h). Not yet covered, until 1.0: a loaded profile and its plan
+ * (rtioreq/rt/profile.h), which the library allocates and the caller reads, arrays
+ * included; their layout may change with the soname (librtioreq.so.0.MINOR).
  *
  * @par Threads
  * Each header says which thread may call what; handlers on the polling path must not
