@@ -17,6 +17,8 @@
 #define CLI_EXIT_USAGE 2 /* bad input or setup error */
 
 extern const char *cli_cmd; /* "run", "serve", "hv": prefix of error messages */
+extern int cli_argc;	    /* the command line, for JSON output */
+extern char **cli_argv;
 
 /* Print "rtioreq <cmd>: <message>" and exit with CLI_EXIT_USAGE. */
 void cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -31,6 +33,13 @@ unsigned int cli_cpulist(const char *opt, const char *s, int *cpus, unsigned int
 bool cli_mode(const char *opt, const char *s);
 /* Open --json=FILE ("-" or NULL: stdout). */
 FILE *cli_json_open(const char *file);
+/* A JSON string literal of @s (quotes and backslashes escaped, control characters dropped). */
+void cli_json_str(FILE *f, const char *s);
+/*
+ * The members every JSON object of the program starts with, as cyclictest's --json:
+ * "version" (program and library), "cmdline", "sysinfo" (uname), each followed by ", ".
+ */
+void cli_json_meta(FILE *f);
 
 /* Why rtioreq_engine_create() failed with @err, in words (ENOSYS: no futex_waitv). */
 const char *cli_engine_error(int err);

@@ -294,29 +294,19 @@ static void report_text(FILE *f, const struct kvm_report *r)
 			   "stranded)\n");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		if ((unsigned char)*s >= 0x20)
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 static void report_json(FILE *f, const struct kvm_report *r)
 {
 	const struct rtioreq_kvm_stats *ks = r->ks;
 	const struct rtioreq_vm_stats *vs = r->vs;
 	const struct rtioreq_pcdev_stats *ps = r->ps;
 
-	fprintf(f, "{\"mode\": \"%s\", \"inline\": %s, \"vcpus\": 1, \"exit_reason\": \"%s\", ",
+	fputc('{', f);
+	cli_json_meta(f);
+	fprintf(f, "\"mode\": \"%s\", \"inline\": %s, \"vcpus\": 1, \"exit_reason\": \"%s\", ",
 		r->mode, r->o->inline_io ? "true" : "false",
 		rtioreq_kvm_exit_name(ks->exit_reason));
 	fprintf(f, "\"exit_detail\": ");
-	json_str(f, ks->detail);
+	cli_json_str(f, ks->detail);
 	fprintf(f, ", \"run_s\": %.6f, \"banner_s\": %.6f, \"marker_s\": %.6f, ",
 		(double)ks->run_ns / 1e9, (double)r->banner_ns / 1e9, (double)r->marker_ns / 1e9);
 	fprintf(f, "\"exits\": %llu, \"io_exits\": %llu, \"mmio_exits\": %llu, "

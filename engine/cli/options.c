@@ -7,11 +7,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 const char *cli_cmd = "";
+int cli_argc;
+char **cli_argv;
 
 void cli_die(const char *fmt, ...)
 {
@@ -142,6 +145,53 @@ bool cli_mode(const char *opt, const char *s)
 	if (!strcmp(s, "notify"))
 		return false;
 	cli_die("%s: '%s' is not a mode (polling, notify)", opt, s);
+}
+
+void cli_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		if ((unsigned char)*s >= 0x20)
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+void cli_json_meta(FILE *f)
+{
+	struct utsname u;
+	char cmdline[4096];
+	size_t len = 0;
+
+	cmdline[0] = '\0';
+	for (int i = 0; i < cli_argc && len < sizeof(cmdline); i++) {
+		int n = snprintf(cmdline + len, sizeof(cmdline) - len, "%s%s", i ? " " : "",
+				 cli_argv[i]);
+
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	fprintf(f, "\"version\": \"%s\", \"library_version\": \"%s\", \"cmdline\": ",
+		RTIOREQ_VERSION_STRING, rtioreq_version_string());
+	cli_json_str(f, cmdline);
+	if (uname(&u)) {
+		fprintf(f, ", \"sysinfo\": null, ");
+		return;
+	}
+	fprintf(f, ", \"sysinfo\": {\"sysname\": ");
+	cli_json_str(f, u.sysname);
+	fprintf(f, ", \"nodename\": ");
+	cli_json_str(f, u.nodename);
+	fprintf(f, ", \"release\": ");
+	cli_json_str(f, u.release);
+	fprintf(f, ", \"version\": ");
+	cli_json_str(f, u.version);
+	fprintf(f, ", \"machine\": ");
+	cli_json_str(f, u.machine);
+	fprintf(f, "}, ");
 }
 
 FILE *cli_json_open(const char *file)

@@ -59,7 +59,9 @@ void cli_report_json(FILE *f, const struct cli_report *r)
 	const struct rtioreq_hist *h = &res->rtt;
 	const struct rtioreq_vm_stats *st = r->st;
 
-	fprintf(f, "{\"mode\": \"%s\", \"vcpus\": %u, \"pollers\": %u, ", r->mode, r->vcpus,
+	fputc('{', f);
+	cli_json_meta(f);
+	fprintf(f, "\"mode\": \"%s\", \"vcpus\": %u, \"pollers\": %u, ", r->mode, r->vcpus,
 		r->pollers);
 	fprintf(f, "\"requests\": %llu, \"completed\": %llu, \"lost\": %llu, "
 		   "\"duplicated\": %llu, \"mismatched\": %llu, ",

@@ -240,11 +240,16 @@ int cli_run(int argc, char **argv)
 
 	parse(argc, argv, &o);
 	if (o.profile)
+#if !RTIOREQ_HAVE_PROFILES
+		cli_die("PROFILE: this rtioreq was built without profile support "
+			"(RTIOREQ_BUILD_PROFILES)");
+#else
 		return cli_run_profile(&(struct cli_profile_opts){
 			.path = o.profile, .requests = o.requests, .duration_ns = o.duration_ns,
 			.seed = o.seed, .unmapped = o.unmapped, .think_ns = o.think_ns,
 			.producer_cpu = o.producer_given ? o.producer_cpu : -1, .json = o.json,
 			.json_file = o.json_file });
+#endif
 	oracle = calloc(1, sizeof(*oracle));
 	res = calloc(1, sizeof(*res));
 	dev = calloc(1, sizeof(*dev));

@@ -270,7 +270,9 @@ int cli_serve(int argc, char **argv)
 	if (json) {
 		FILE *f = cli_json_open(json_file);
 
-		fprintf(f, "{\"dispatched\": %llu, \"completed\": %llu, \"polled\": %llu, "
+		fputc('{', f);
+		cli_json_meta(f);
+		fprintf(f, "\"dispatched\": %llu, \"completed\": %llu, \"polled\": %llu, "
 			   "\"fallback\": %llu, \"handler_errors\": %llu, \"invalid\": %llu, "
 			   "\"unclaimed\": %llu, \"cleared\": %llu, \"forced\": %llu, "
 			   "\"notified\": %llu, \"abandoned\": %llu, \"sleeps\": %llu}\n",

@@ -169,6 +169,7 @@ pid_t rtioreq_poller_tid(const struct rtioreq_poller *p)
 
 void rtioreq_poller_stats(const struct rtioreq_poller *p, struct rtioreq_poller_stats *out)
 {
+	memset(out, 0, sizeof(*out)); /* reserved tail: zero (rtioreq/common.h) */
 	/* relaxed: statistics */
 	out->loops = atomic_load_explicit(&p->loops, memory_order_relaxed);
 	out->served = atomic_load_explicit(&p->served, memory_order_relaxed);

@@ -1047,6 +1047,7 @@ void rtioreq_pcdev_stats(const struct rtioreq_pcdev *d, struct rtioreq_pcdev_sta
 {
 	const struct pcdev_stats *s = &d->st;
 
+	memset(out, 0, sizeof(*out)); /* reserved tail: zero (rtioreq/common.h) */
 	/* relaxed: statistics */
 	out->uart_tx = atomic_load_explicit(&s->uart_tx, memory_order_relaxed);
 	out->uart_rx = atomic_load_explicit(&s->uart_rx, memory_order_relaxed);

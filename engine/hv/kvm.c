@@ -584,15 +584,17 @@ static int setup_vcpu(struct rtioreq_kvm *k, struct vcpu *v, char *why, size_t w
 	/* what firmware leaves: MTRRs enabled with write-back as the default type (else
 	 * all memory is uncached where KVM honours guest MTRRs: a slow crawl), fast
 	 * strings on */
-	struct {
+	union { /* kvm_msrs ends in a flexible array: storage for two entries after it */
 		struct kvm_msrs h;
-		struct kvm_msr_entry e[2];
-	} msrs = { .h.nmsrs = 2,
-		   .e = { /* MTRRdefType: enabled, default type WB */
-			  { .index = 0x2ff, .data = (1u << 11) | 6 },
-			  /* IA32_MISC_ENABLE: fast strings */
-			  { .index = 0x1a0, .data = 1 } } };
+		uint8_t bytes[sizeof(struct kvm_msrs) + 2 * sizeof(struct kvm_msr_entry)];
+	} msrs;
 
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.h.nmsrs = 2;
+	/* MTRRdefType: enabled, default type WB */
+	msrs.h.entries[0] = (struct kvm_msr_entry){ .index = 0x2ff, .data = (1u << 11) | 6 };
+	/* IA32_MISC_ENABLE: fast strings */
+	msrs.h.entries[1] = (struct kvm_msr_entry){ .index = 0x1a0, .data = 1 };
 	if (ioctl(v->fd, KVM_SET_MSRS, &msrs) != 2) {
 		set_why(why, why_len, "KVM_SET_MSRS: %s", strerror(errno));
 		return -EIO;

@@ -13,6 +13,14 @@ fail=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
+# every JSON object names the version, the command line and the machine (cyclictest's keys)
+check_meta() { # file
+	for k in '{"version": "' '"library_version": "' '"cmdline": "' '"sysinfo": {"sysname": "' \
+		"\"machine\": \"$(uname -m)\""; do
+		grep -qF "$k" "$1" || { echo "FAIL: no $k in $(cat "$1")"; fail=1; }
+	done
+}
+
 check_json() { # mode file
 	for k in '"mode": "'"$1"'"' '"lost": 0,' '"duplicated": 0,' '"mismatched": 0,' \
 		'"invalid": 0,' '"handler_errors": 0,' '"ok": true' '"latency_ns": {"min": '; do
@@ -29,6 +37,9 @@ for mode in polling notify; do
 	rc=$?
 	[ $rc -eq 0 ] || { echo "FAIL: run --mode $mode exit $rc"; fail=1; }
 	check_json "$mode" "$tmp/$mode.json" 50000
+	check_meta "$tmp/$mode.json"
+	grep -qF '"cmdline": "'"$bin"' run --json --mode '"$mode"' --vcpus 16 --requests 50k"' \
+		"$tmp/$mode.json" || { echo "FAIL: cmdline in $(cat "$tmp/$mode.json")"; fail=1; }
 	echo "ok: run --mode $mode: $(cat "$tmp/$mode.json")"
 done
 
@@ -36,6 +47,10 @@ done
 "$bin" run >"$tmp/demo.txt" || { echo "FAIL: rtioreq run exit $?"; fail=1; }
 grep -q "^requests 200000  completed 200000  lost 0  duplicated 0" "$tmp/demo.txt" &&
 	grep -q "p99.9 " "$tmp/demo.txt" || { echo "FAIL: demo output:"; cat "$tmp/demo.txt"; fail=1; }
+
+# --version: the program's and the library's version
+"$bin" --version >"$tmp/version" 2>&1 && grep -qE '^rtioreq [0-9]+\.[0-9]+\.[0-9]+ \(library [0-9]+\.[0-9]+\.[0-9]+' \
+	"$tmp/version" || { echo "FAIL: --version: $(cat "$tmp/version")"; fail=1; }
 
 # --duration and --json=FILE
 "$bin" run -m notify -v 2 -D 200ms --json="$tmp/d.json" >/dev/null ||
@@ -130,7 +145,7 @@ bad "--idle: 'nap' is not an idle strategy" serve -S /rtioreq-none-$$ -I nap
 
 # two processes: the engine serves a region the hypervisor created
 name="/rtioreq-clitest-$$"
-"$bin" serve -S "$name" -m polling 2>"$tmp/serve.err" &
+"$bin" serve -S "$name" -m polling --json="$tmp/serve.json" 2>"$tmp/serve.err" &
 spid=$!
 "$bin" hv -S "$name" -v 8 -n 100k --json >"$tmp/hv.json"
 rc=$?
@@ -139,6 +154,8 @@ srv_rc=$?
 [ $rc -eq 0 ] && [ $srv_rc -eq 0 ] || { echo "FAIL: hv exit $rc, serve exit $srv_rc"; fail=1; }
 grep -qF '"ok": true' "$tmp/hv.json" && grep -q "completed 100000, polled 100000" "$tmp/serve.err" ||
 	{ echo "FAIL: cross-process: $(cat "$tmp/hv.json" "$tmp/serve.err")"; fail=1; }
+check_meta "$tmp/hv.json"
+check_meta "$tmp/serve.json"
 echo "ok: serve + hv: $(tail -1 "$tmp/serve.err")"
 # a name in use (here: left over) is refused, not reused
 : >"/dev/shm$name"

@@ -46,8 +46,9 @@ static void put_file(const char *dir, const char *name, const char *text)
 {
 	char p[PATH_MAX];
 	FILE *f;
+	int n = snprintf(p, sizeof(p), "%s/%s", dir, name);
 
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_true(n > 0 && (size_t)n < sizeof(p)); /* a truncated path would write elsewhere */
 	f = fopen(p, "w");
 	assert_non_null(f);
 	fputs(text, f);
@@ -189,7 +190,7 @@ static int tmp_teardown(void **state)
 static void test_detect_absent(void **state)
 {
 	char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX], why[512];
-	struct rtioreq_rt_roots roots = { a, b, c };
+	struct rtioreq_rt_roots roots = { .classic = a, .cgroup1 = b, .cgroup2 = c };
 	struct rtioreq_rt_cpuset cs;
 
 	snprintf(a, sizeof(a), "%s/dev-cpuset", tmpd);
@@ -221,7 +222,7 @@ static void test_detect_absent(void **state)
 static void test_detect_fake_classic(void **state)
 {
 	char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX], why[512], s[PATH_MAX + 64];
-	struct rtioreq_rt_roots roots = { a, b, c };
+	struct rtioreq_rt_roots roots = { .classic = a, .cgroup1 = b, .cgroup2 = c };
 
 	mk_subdir(a, sizeof(a), "dev-cpuset");
 	put_file(a, "cpus", "0-1\n");
@@ -242,7 +243,7 @@ static void test_detect_fake_classic(void **state)
 static void test_detect_fake_cgroup1(void **state)
 {
 	char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX], why[512], s[PATH_MAX + 64];
-	struct rtioreq_rt_roots roots = { a, b, c };
+	struct rtioreq_rt_roots roots = { .classic = a, .cgroup1 = b, .cgroup2 = c };
 
 	snprintf(a, sizeof(a), "%s/none0", tmpd);
 	mk_subdir(b, sizeof(b), "cgroup-cpuset");
@@ -259,7 +260,7 @@ static void test_detect_fake_cgroup1(void **state)
 static void test_detect_fake_cgroup2(void **state)
 {
 	char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX], why[512], s[PATH_MAX + 64];
-	struct rtioreq_rt_roots roots = { a, b, c };
+	struct rtioreq_rt_roots roots = { .classic = a, .cgroup1 = b, .cgroup2 = c };
 
 	snprintf(a, sizeof(a), "%s/none0", tmpd);
 	snprintf(b, sizeof(b), "%s/none1", tmpd);
@@ -288,7 +289,7 @@ static void test_detect_fake_cgroup2(void **state)
 static void test_detect_real(void **state)
 {
 	char a[PATH_MAX], c[PATH_MAX], why[512];
-	struct rtioreq_rt_roots roots = { a, NULL, c };
+	struct rtioreq_rt_roots roots = { .classic = a, .cgroup1 = NULL, .cgroup2 = c };
 
 	if (!exists(CG1 "/cpuset.cpus")) {
 		print_message("skipped: " CG1 "/cpuset.cpus missing\n");
@@ -340,7 +341,7 @@ static void test_detect_mount_cpuset_type(void **state)
 	mk_subdir(mnt, sizeof(mnt), "cpuset-mnt");
 	pid = fork();
 	if (pid == 0) {
-		struct rtioreq_rt_roots roots = { mnt, "/nonexistent-1", "/nonexistent-2" };
+		struct rtioreq_rt_roots roots = { .classic = mnt, .cgroup1 = "/nonexistent-1", .cgroup2 = "/nonexistent-2" };
 		char why[512], p[PATH_MAX + 16];
 
 		CHILD_CHECK(unshare(CLONE_NEWNS) == 0, "unshare: %s", strerror(errno));
@@ -411,7 +412,7 @@ static void test_libcpuset_emulated(void **state)
 	}
 	pid = fork();
 	if (pid == 0) {
-		struct rtioreq_rt_roots roots = { NULL, "/nonexistent-1", "/nonexistent-2" };
+		struct rtioreq_rt_roots roots = { .classic = NULL, .cgroup1 = "/nonexistent-1", .cgroup2 = "/nonexistent-2" };
 		struct rtioreq_rt_cpuset cs;
 		char why[512], buf[64], tid[16];
 		int r;

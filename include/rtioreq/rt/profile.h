@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/**
+ * @file profile.h
  * rtioreq profiles: the per-core real-time layout of a partitioned system, in YAML
  * (the YAML files in rt-configs/, documented key by key in docs/profiles.md).
  *
@@ -24,131 +25,143 @@
 #include <stdio.h>
 
 #include "rtioreq/core/engine.h"
+#include "rtioreq/common.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+RTIOREQ_BEGIN_DECLS
 
-#define RTIOREQ_PROFILE_SPIN_US_DEFAULT 50u	 /* hybrid idle: spin time before sleeping */
-#define RTIOREQ_PROFILE_SPIN_US_MAX	1000000u /* 1 s */
-#define RTIOREQ_PROFILE_MAX_BYTES	(1u << 20) /* larger files are refused */
+#define RTIOREQ_PROFILE_SPIN_US_DEFAULT 50u	 /**< hybrid idle: spin time before sleeping */
+#define RTIOREQ_PROFILE_SPIN_US_MAX	1000000u /**< 1 s */
+#define RTIOREQ_PROFILE_MAX_BYTES	(1u << 20) /**< larger files are refused */
 
+/** `mode:` of a profile. */
 enum rtioreq_profile_mode {
-	RTIOREQ_PROFILE_POLLING, /* slots listed under poller cores are polled */
-	RTIOREQ_PROFILE_NOTIFY,	 /* no pollers: every slot on the fallback path */
+	RTIOREQ_PROFILE_POLLING, /**< slots listed under poller cores are polled */
+	RTIOREQ_PROFILE_NOTIFY,	 /**< no pollers: every slot on the fallback path */
 };
 
+/** `isolation:` of a core. */
 enum rtioreq_profile_isolation {
-	RTIOREQ_PROFILE_ISOLATION_NONE,	  /* affinity only */
-	RTIOREQ_PROFILE_ISOLATION_CPUSET, /* an exclusive cpuset for the core's threads */
+	RTIOREQ_PROFILE_ISOLATION_NONE,	  /**< affinity only */
+	RTIOREQ_PROFILE_ISOLATION_CPUSET, /**< an exclusive cpuset for the core's threads */
 };
 
+/** `policy:` of a core. */
 enum rtioreq_profile_policy {
-	RTIOREQ_PROFILE_OTHER, /* SCHED_OTHER, priority 0 */
-	RTIOREQ_PROFILE_FIFO,  /* SCHED_FIFO, priority 1..99 */
-	RTIOREQ_PROFILE_RR,    /* SCHED_RR, priority 1..99 */
+	RTIOREQ_PROFILE_OTHER, /**< SCHED_OTHER, priority 0 */
+	RTIOREQ_PROFILE_FIFO,  /**< SCHED_FIFO, priority 1..99 */
+	RTIOREQ_PROFILE_RR,    /**< SCHED_RR, priority 1..99 */
 };
 
-/* Roles of a core: a bit set (a core may run the dispatcher and the client threads). */
+/** Roles of a core: a bit set (a core may run the dispatcher and the client threads). */
 enum rtioreq_profile_role {
-	RTIOREQ_PROFILE_ROLE_POLLER = 1u << 0,	   /* polls the slots listed in `slots` */
-	RTIOREQ_PROFILE_ROLE_DISPATCHER = 1u << 1, /* the fallback path's dispatcher */
-	RTIOREQ_PROFILE_ROLE_CLIENTS = 1u << 2,	   /* client handler threads */
+	RTIOREQ_PROFILE_ROLE_POLLER = 1u << 0,	   /**< polls the slots listed in `slots` */
+	RTIOREQ_PROFILE_ROLE_DISPATCHER = 1u << 1, /**< the fallback path's dispatcher */
+	RTIOREQ_PROFILE_ROLE_CLIENTS = 1u << 2,	   /**< client handler threads */
 };
 
+/** `idle:` of a poller core. */
 enum rtioreq_profile_idle {
-	RTIOREQ_PROFILE_IDLE_SPIN,   /* pure busy poll */
-	RTIOREQ_PROFILE_IDLE_HYBRID, /* spin spin_us, then sleep (NEED_WAKEUP handshake) */
+	RTIOREQ_PROFILE_IDLE_SPIN,   /**< pure busy poll */
+	RTIOREQ_PROFILE_IDLE_HYBRID, /**< spin spin_us, then sleep (NEED_WAKEUP handshake) */
 };
 
+/** `type:` of a device range. */
 enum rtioreq_profile_range_type {
-	RTIOREQ_PROFILE_PIO,  /* port I/O: 0..0xffff */
-	RTIOREQ_PROFILE_MMIO, /* guest-physical addresses */
+	RTIOREQ_PROFILE_PIO,  /**< port I/O: 0..0xffff */
+	RTIOREQ_PROFILE_MMIO, /**< guest-physical addresses */
 };
 
-/*
- * One `slots` entry: VM @vm, vCPUs @vcpus. The `vcpu: N` form is loaded into @vcpu and
- * then given as a one-entry @vcpus list: read @vcpus.
+/**
+ * One `slots` entry: VM \p vm, vCPUs \p vcpus. The `vcpu: N` form is loaded into \p vcpu and
+ * then given as a one-entry \p vcpus list: read \p vcpus.
  */
 struct rtioreq_profile_slot {
-	int64_t vm;
-	int64_t vcpu;
-	int64_t *vcpus;
-	unsigned int n_vcpus;
+	int64_t vm;	      /**< `vm:` the VM id */
+	int64_t vcpu;	      /**< `vcpu:` (the one-vCPU form; read vcpus) */
+	int64_t *vcpus;	      /**< `vcpus:` the vCPUs (slots) */
+	unsigned int n_vcpus; /**< entries in vcpus */
 };
 
+/** One `cores:` entry: a CPU and what runs there. */
 struct rtioreq_profile_core {
-	int64_t cpu;
-	unsigned int roles; /* enum rtioreq_profile_role bits */
-	enum rtioreq_profile_isolation isolation;
-	enum rtioreq_profile_policy policy;
-	int64_t priority;
-	enum rtioreq_profile_idle idle;
-	uint64_t spin_us; /* hybrid only; RTIOREQ_PROFILE_SPIN_US_DEFAULT when not given */
-	struct rtioreq_profile_slot *slots;
-	unsigned int n_slots;
+	int64_t cpu; /**< `cpu:` */
+	unsigned int roles; /**< enum rtioreq_profile_role bits */
+	enum rtioreq_profile_isolation isolation; /**< `isolation:` */
+	enum rtioreq_profile_policy policy; /**< `policy:` */
+	int64_t priority; /**< `priority:` */
+	enum rtioreq_profile_idle idle; /**< `idle:` */
+	uint64_t spin_us; /**< hybrid only; RTIOREQ_PROFILE_SPIN_US_DEFAULT when not given */
+	struct rtioreq_profile_slot *slots; /**< `slots:` polled by this core */
+	unsigned int n_slots; /**< entries in slots */
 };
 
+/** One `ranges:` entry of a device. */
 struct rtioreq_profile_range {
-	enum rtioreq_profile_range_type type;
-	uint64_t start, end; /* inclusive */
+	enum rtioreq_profile_range_type type; /**< `type:` */
+	uint64_t start; /**< `start:` */
+	uint64_t end; /**< `end:` inclusive */
 };
 
+/** One `devices:` entry of a VM. */
 struct rtioreq_profile_device {
-	char name[RTIOREQ_NAME_LEN];
-	char client[RTIOREQ_NAME_LEN]; /* the client serving it; defaults to name */
-	struct rtioreq_profile_range *ranges;
-	unsigned int n_ranges;
+	char name[RTIOREQ_NAME_LEN]; /**< `name:` */
+	char client[RTIOREQ_NAME_LEN]; /**< the client serving it; defaults to name */
+	struct rtioreq_profile_range *ranges; /**< `ranges:` */
+	unsigned int n_ranges; /**< entries in ranges */
 };
 
+/** One `vms:` entry. */
 struct rtioreq_profile_vm {
-	int64_t id;
-	int64_t vcpus;
-	bool completion_polling; /* default true */
-	struct rtioreq_profile_device *devices;
-	unsigned int n_devices;
+	int64_t id; /**< `id:` */
+	int64_t vcpus; /**< `vcpus:` number of vCPUs (slots) */
+	bool completion_polling; /**< default true */
+	struct rtioreq_profile_device *devices; /**< `devices:` */
+	unsigned int n_devices; /**< entries in devices */
 };
 
-struct rtioreq__profile_index; /* positions of the YAML nodes (private) */
+struct rtioreq__profile_index; /**< positions of the YAML nodes (private) */
 
-/* A loaded profile. Numbers are as written: rtioreq_profile_validate() range-checks them. */
+/** A loaded profile. Numbers are as written: rtioreq_profile_validate() range-checks them. */
 struct rtioreq_profile {
-	char *path; /* as given to rtioreq_profile_load(); used in diagnostics */
-	enum rtioreq_profile_mode mode;
-	bool cpu_dma_latency; /* hold /dev/cpu_dma_latency at 0 while running */
-	struct rtioreq_profile_core *cores;
-	unsigned int n_cores;
-	struct rtioreq_profile_vm *vms;
-	unsigned int n_vms;
-	struct rtioreq__profile_index *index;
+	char *path; /**< as given to rtioreq_profile_load(); used in diagnostics */
+	enum rtioreq_profile_mode mode; /**< `mode:` */
+	bool cpu_dma_latency; /**< hold /dev/cpu_dma_latency at 0 while running */
+	struct rtioreq_profile_core *cores; /**< `cores:` */
+	unsigned int n_cores; /**< entries in cores */
+	struct rtioreq_profile_vm *vms; /**< `vms:` */
+	unsigned int n_vms; /**< entries in vms */
+	struct rtioreq__profile_index *index; /**< private */
 };
 
 /* ------------------------------------------------------------------------- */
 /* Diagnostics */
 
+/** Whether a diagnostic fails validation. */
 enum rtioreq_profile_severity {
-	RTIOREQ_PROFILE_ERROR,
-	RTIOREQ_PROFILE_WARNING,
+	RTIOREQ_PROFILE_ERROR, /**< fails load or validation */
+	RTIOREQ_PROFILE_WARNING, /**< reported only */
 };
 
+/** One diagnostic, as handed to a rtioreq_profile_diag_fn. */
 struct rtioreq_profile_diag {
-	enum rtioreq_profile_severity severity;
-	const char *file;
-	unsigned int line, column; /* 1-based; 0 when not known (e.g. file cannot be opened) */
-	const char *what;	   /* what is wrong, without the position */
-	const char *text;	   /* "file:line:column: what", warnings "...: warning: what" */
+	enum rtioreq_profile_severity severity; /**< error or warning */
+	const char *file; /**< the profile's path */
+	unsigned int line; /**< 1-based; 0 when not known (e.g. file cannot be opened) */
+	unsigned int column; /**< 1-based; 0 when not known */
+	const char *what;	   /**< what is wrong, without the position */
+	const char *text;	   /**< "file:line:column: what", warnings "...: warning: what" */
 };
 
-/*
+/**
  * Diagnostic sink. Called synchronously from load/validate, once per diagnostic, in
  * file order where the checks allow it. The strings live until the callback returns.
  */
 typedef void (*rtioreq_profile_diag_fn)(void *ctx, const struct rtioreq_profile_diag *d);
 
-/*
+/**
  * rtioreq_profile_load() - read and schema-check a profile.
- * @path: the YAML file.
- * @diag: where diagnostics go (also those of later rtioreq_profile_validate() calls);
+ * @param path  the YAML file.
+ * @param diag  where diagnostics go (also those of later rtioreq_profile_validate() calls);
  *	NULL: their text is printed to stderr, one per line.
  * Reports: syntax errors, empty files, more than one document, unknown keys, wrong
  * types (integers, booleans, enumerated words, strings, lists, mappings), missing
@@ -159,13 +172,13 @@ typedef void (*rtioreq_profile_diag_fn)(void *ctx, const struct rtioreq_profile_
 struct rtioreq_profile *rtioreq_profile_load(const char *path, rtioreq_profile_diag_fn diag,
 					     void *ctx);
 
-/* Free a profile (NULL is a no-op). */
+/** Free a profile (NULL is a no-op). */
 void rtioreq_profile_free(struct rtioreq_profile *p);
 
-/*
+/**
  * rtioreq_profile_validate() - check what libcyaml does not: ranges, the roles of the
  * cores, slot ownership, VM ids, overlapping address ranges, spin_us without hybrid.
- * @host_check: CPUs outside this host's online set (/sys/devices/system/cpu/online)
+ * @param host_check  CPUs outside this host's online set (/sys/devices/system/cpu/online)
  *	are errors; false: they are warnings, so an 8-CPU profile can be checked on a
  *	2-CPU laptop, and everything else still validates.
  * Diagnostics go to the profile's sink. Warnings do not fail validation.
@@ -173,47 +186,51 @@ void rtioreq_profile_free(struct rtioreq_profile *p);
  */
 int rtioreq_profile_validate(const struct rtioreq_profile *p, bool host_check);
 
-/* As rtioreq_profile_validate(), with the online CPUs given (NULL: read them). */
+/** As rtioreq_profile_validate(), with the online CPUs given (NULL: read them). */
 int rtioreq_profile_validate_cpus(const struct rtioreq_profile *p, bool host_check,
 				  const cpu_set_t *online);
 
 /* ------------------------------------------------------------------------- */
 /* Plan: what the engine will run. Pure data, built from a valid profile. */
 
+/** What a planned thread is. */
 enum rtioreq_profile_thread_kind {
-	RTIOREQ_PROFILE_THREAD_POLLER,
-	RTIOREQ_PROFILE_THREAD_DISPATCHER,
-	RTIOREQ_PROFILE_THREAD_CLIENTS, /* placement of client handler threads */
+	RTIOREQ_PROFILE_THREAD_POLLER, /**< a poller */
+	RTIOREQ_PROFILE_THREAD_DISPATCHER, /**< the dispatcher */
+	RTIOREQ_PROFILE_THREAD_CLIENTS, /**< placement of client handler threads */
 };
 
+/** One planned engine thread. */
 struct rtioreq_profile_plan_thread {
-	enum rtioreq_profile_thread_kind kind;
-	int core; /* index in profile->cores, or -1 (not placed by the profile: unpinned) */
-	struct rtioreq_thread_attr attr; /* cpu, SCHED_* policy, priority, name */
-	enum rtioreq_profile_isolation isolation;
-	enum rtioreq_profile_idle idle; /* pollers */
-	uint64_t spin_us;		/* pollers with hybrid idle */
-	unsigned int n_slots;		/* pollers: slots owned */
-	char name[RTIOREQ_NAME_LEN];	/* attr.name points here */
+	enum rtioreq_profile_thread_kind kind; /**< poller, dispatcher or clients */
+	int core; /**< index in profile->cores, or -1 (not placed by the profile: unpinned) */
+	struct rtioreq_thread_attr attr; /**< cpu, SCHED_* policy, priority, name */
+	enum rtioreq_profile_isolation isolation; /**< of its core */
+	enum rtioreq_profile_idle idle; /**< pollers */
+	uint64_t spin_us;		/**< pollers with hybrid idle */
+	unsigned int n_slots;		/**< pollers: slots owned */
+	char name[RTIOREQ_NAME_LEN];	/**< attr.name points here */
 };
 
-/* Owner of one (VM, vCPU) slot. */
+/** Owner of one (VM, vCPU) slot. */
 struct rtioreq_profile_plan_slot {
-	uint16_t vm_id, vcpu;
-	int thread; /* index in plan->threads of the owning poller, or -1: fallback path */
+	uint16_t vm_id; /**< the VM */
+	uint16_t vcpu; /**< the slot */
+	int thread; /**< index in plan->threads of the owning poller, or -1: fallback path */
 };
 
+/** What the engine will run for a profile (rtioreq_profile_plan_build()). */
 struct rtioreq_profile_plan {
-	enum rtioreq_profile_mode mode;
-	bool cpu_dma_latency;
-	struct rtioreq_engine_attr engine; /* dispatcher and client threads' attrs */
-	struct rtioreq_profile_plan_thread *threads; /* pollers first, then dispatcher, clients */
-	unsigned int n_threads;
-	struct rtioreq_profile_plan_slot *slots; /* every slot of every VM, in VM order */
-	unsigned int n_slots;
+	enum rtioreq_profile_mode mode; /**< the profile's mode */
+	bool cpu_dma_latency; /**< hold /dev/cpu_dma_latency at 0 */
+	struct rtioreq_engine_attr engine; /**< dispatcher and client threads' attrs */
+	struct rtioreq_profile_plan_thread *threads; /**< pollers first, then dispatcher, clients */
+	unsigned int n_threads; /**< entries in threads */
+	struct rtioreq_profile_plan_slot *slots; /**< every slot of every VM, in VM order */
+	unsigned int n_slots; /**< entries in slots */
 };
 
-/*
+/**
  * rtioreq_profile_plan_build() - threads and slot owners of a profile that passed
  * rtioreq_profile_validate() (host check or not). In notify mode no poller is planned
  * and every slot is on the fallback path. Allocates; free with rtioreq_profile_plan_free().
@@ -221,13 +238,14 @@ struct rtioreq_profile_plan {
  */
 int rtioreq_profile_plan_build(const struct rtioreq_profile *p, struct rtioreq_profile_plan *out);
 
+/** Free what rtioreq_profile_plan_build() allocated in \p plan. */
 void rtioreq_profile_plan_free(struct rtioreq_profile_plan *plan);
 
-/* Index in plan->threads of the poller owning slot @vcpu of VM @vm_id; -1: fallback or none. */
+/** Index in plan->threads of the poller owning slot \p vcpu of VM \p vm_id; -1: fallback or none. */
 int rtioreq_profile_plan_owner(const struct rtioreq_profile_plan *plan, uint16_t vm_id,
 			       uint16_t vcpu);
 
-/*
+/**
  * rtioreq_profile_print_plan() - print the effective plan of a valid profile: engine
  * settings, threads (CPU, policy, priority, isolation, idle), slot ownership (unpolled
  * slots go to the fallback dispatcher), VMs with their devices, ranges and clients.
@@ -235,11 +253,9 @@ int rtioreq_profile_plan_owner(const struct rtioreq_profile_plan *plan, uint16_t
  */
 int rtioreq_profile_print_plan(const struct rtioreq_profile *p, FILE *out);
 
-/* Names of the enumerated values as written in profiles ("fifo", "hybrid", ...). */
+/** Names of the enumerated values as written in profiles ("fifo", "hybrid", ...). */
 const char *rtioreq_profile_policy_name(enum rtioreq_profile_policy policy);
 
-#ifdef __cplusplus
-}
-#endif
+RTIOREQ_END_DECLS
 
 #endif /* RTIOREQ_PROFILE_H */
