@@ -10,6 +10,7 @@
 #include "rtioreq/devices/pcdev.h"
 #include "rtioreq/rt/profile.h"
 #include "rtioreq/rt/rt.h"
+#include "rtioreq/rt/apply.h"
 #include "rtioreq/hv/shm.h"
 #include "rtioreq/hv/sim.h"
 

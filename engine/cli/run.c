@@ -235,6 +235,9 @@ int cli_run(int argc, char **argv)
 			.seed = o.seed, .unmapped = o.unmapped, .think_ns = o.think_ns,
 			.producer_cpu = o.producer_given ? o.producer_cpu : -1, .json = o.json,
 			.json_file = o.json_file });
+	/* before the run: an unwritable --json path fails now, not after it */
+	if (o.json)
+		f = cli_json_open(o.json_file);
 	oracle = calloc(1, sizeof(*oracle));
 	res = calloc(1, sizeof(*res));
 	dev = calloc(1, sizeof(*dev));
@@ -310,7 +313,6 @@ int cli_run(int argc, char **argv)
 				   .pollers = o.polling ? o.pollers : 0,
 				   .requested = o.requests, .res = res, .st = &st };
 	if (o.json) {
-		f = cli_json_open(o.json_file);
 		cli_report_json(f, &rep);
 		if (f != stdout)
 			fclose(f);

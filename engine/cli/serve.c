@@ -10,10 +10,12 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -77,6 +79,7 @@ int cli_serve(int argc, char **argv)
 	struct rtioreq_poller *pollers[MAX_POLLERS] = { 0 };
 	const char *name = NULL, *json_file = NULL;
 	bool polling = true, json = false;
+	FILE *jf = NULL;
 	unsigned int npollers = 1, npcpus = 0, prio = 0;
 	int pcpus[MAX_POLLERS], dcpu = -1, c, r, ncpu = cli_online_cpus();
 	uint64_t duration = 0, wait_ns = 10000000000ull, waited = 0, ran = 0;
@@ -137,10 +140,15 @@ int cli_serve(int argc, char **argv)
 	if (r)
 		cli_die("--shm: cannot map %s: %s", name,
 			r == -EINVAL ? "not an rtioreq region (size, magic or version)" : strerror(-r));
-	/* engine threads inherit the mask: only this thread takes SIGINT/SIGTERM */
+	/* before serving: an unwritable --json path fails now, not after the run */
+	if (json)
+		jf = cli_json_open(json_file);
+	/* engine threads inherit the mask: only this thread takes the signals */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	ea.dispatcher = (struct rtioreq_thread_attr){ .cpu = dcpu,
 						      .policy = prio ? SCHED_FIFO : SCHED_OTHER,
@@ -188,7 +196,7 @@ int cli_serve(int argc, char **argv)
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 
 		if (sig > 0) {
-			why = sig == SIGINT ? "SIGINT" : "SIGTERM";
+			why = strsignal(sig);
 			break;
 		}
 		ran += 100000000;
@@ -207,7 +215,7 @@ int cli_serve(int argc, char **argv)
 		(unsigned long long)st.fallback, (unsigned long long)st.unclaimed,
 		(unsigned long long)st.invalid, (unsigned long long)st.handler_errors);
 	if (json) {
-		FILE *f = cli_json_open(json_file);
+		FILE *f = jf;
 
 		fprintf(f, "{\"dispatched\": %llu, \"completed\": %llu, \"polled\": %llu, "
 			   "\"fallback\": %llu, \"handler_errors\": %llu, \"invalid\": %llu, "
@@ -224,6 +232,21 @@ int cli_serve(int argc, char **argv)
 	rtioreq_shm_close(&shm);
 	free(dev);
 	return 0;
+}
+
+/* hv: a signal removes the region (serve then stops too) and ends the process. */
+static sigset_t hv_sigs;
+static const char *hv_shm_name;
+
+static void *hv_watch(void *arg)
+{
+	int sig;
+
+	if (sigwait(&hv_sigs, &sig))
+		return NULL;
+	shm_unlink(hv_shm_name);
+	fprintf(stderr, "rtioreq hv: %s: stopped, %s removed\n", strsignal(sig), hv_shm_name);
+	_exit(128 + sig);
 }
 
 static void hv_usage(FILE *f)
@@ -275,6 +298,8 @@ int cli_hv(int argc, char **argv)
 	struct rtioreq_sim_attr sa;
 	struct rtioreq_shm shm;
 	struct cli_report rep;
+	pthread_t watcher;
+	FILE *jf = NULL;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":S:m:v:n:D:C:u:s:t:j::h", lo, NULL)) != -1) {
@@ -312,12 +337,27 @@ int cli_hv(int argc, char **argv)
 		requests = 0;
 	if (!oracle || !res)
 		cli_die("out of memory");
+	/* before the run: an unwritable --json path fails now, not after it */
+	if (json)
+		jf = cli_json_open(json_file);
+	/* the region is removed also when a signal ends us: a watcher thread takes them */
+	sigemptyset(&hv_sigs);
+	sigaddset(&hv_sigs, SIGINT);
+	sigaddset(&hv_sigs, SIGTERM);
+	sigaddset(&hv_sigs, SIGHUP);
+	sigaddset(&hv_sigs, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &hv_sigs, NULL); /* every thread from here inherits it */
 	r = rtioreq_shm_create(&shm, name, (uint16_t)vcpus);
 	if (r == -EEXIST)
 		cli_die("--shm: %s exists (another hypervisor, or left over: rm /dev/shm%s)", name,
 			name);
 	if (r)
 		cli_die("--shm: cannot create %s: %s", name, strerror(-r));
+	hv_shm_name = name;
+	if (pthread_create(&watcher, NULL, hv_watch, NULL)) {
+		rtioreq_shm_close(&shm);
+		cli_die("signal watcher thread: %s", strerror(errno));
+	}
 	rtioreq_exdev_oracle_init(oracle, seed, unmapped);
 	memset(&sa, 0, sizeof(sa));
 	sa.region = shm.region;
@@ -337,7 +377,7 @@ int cli_hv(int argc, char **argv)
 	rep = (struct cli_report){ .mode = polling ? "polling" : "notify", .vcpus = vcpus,
 				   .requested = requests, .res = res };
 	if (json) {
-		FILE *f = cli_json_open(json_file);
+		FILE *f = jf;
 
 		cli_report_json(f, &rep);
 		if (f != stdout)
