@@ -849,7 +849,8 @@ int rtioreq_rt_throttle_set(const char *dir, long long runtime_us)
 		return -ENAMETOOLONG;
 	memcpy(p, dir, dl);
 	memcpy(p + dl, file, sizeof(file));
-	fd = open(p, O_WRONLY | O_CLOEXEC);
+	/* O_TRUNC: a no-op for the sysctl, needed for a stand-in regular file */
+	fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	n = write(fd, v, len);
