@@ -5,6 +5,7 @@
 
 #include "rtioreq/abi.h"
 #include "rtioreq/core/engine.h"
+#include "rtioreq/core/events.h"
 #include "rtioreq/devices/exdev.h"
 #include "rtioreq/core/hist.h"
 #include "rtioreq/devices/pcdev.h"

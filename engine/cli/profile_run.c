@@ -218,6 +218,7 @@ int cli_run_profile(const struct cli_profile_opts *o)
 	struct rtioreq_profile *p;
 	struct vm_run *vrs;
 	struct run_ctx rc;
+	struct rtioreq_events *events = NULL;
 	unsigned int errors = 0, np;
 	int producer = o->producer_cpu, r, verdict = 0;
 	bool stopped = false;
@@ -277,6 +278,8 @@ int cli_run_profile(const struct cli_profile_opts *o)
 	np = rtioreq_profile_run_pollers(run);
 	for (unsigned int i = 0; rtioreq_profile_run_rt(run) && i < p->n_vms; i++)
 		rtioreq_rt_prefault(vrs[i].shm.region, sizeof(*vrs[i].shm.region));
+	if (o->verbose) /* before the VMs start: slot placement is reported as it stands */
+		events = cli_events_start(rtioreq_profile_run_engine(run));
 	for (unsigned int i = 0; i < p->n_vms; i++) {
 		vrs[i].vm = rtioreq_profile_run_vm(run, p->vms[i].id);
 		if ((r = rtioreq_vm_start(vrs[i].vm))) {
@@ -394,6 +397,7 @@ int cli_run_profile(const struct cli_profile_opts *o)
 		if (jf != stdout)
 			fclose(jf);
 	}
+	rtioreq_events_stop(events);
 	rtioreq_profile_stop(run);
 	for (unsigned int i = 0; i < p->n_vms; i++) {
 		rtioreq_shm_close(&vrs[i].shm);

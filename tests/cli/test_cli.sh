@@ -42,6 +42,13 @@ grep -q "^requests 200000  completed 200000  lost 0  duplicated 0" "$tmp/demo.tx
 	{ echo "FAIL: --duration run"; fail=1; }
 grep -qF '"ok": true' "$tmp/d.json" || { echo "FAIL: --json=FILE: $(cat "$tmp/d.json")"; fail=1; }
 
+# --verbose: the events the engine only counted, on stderr (5% of requests unclaimed)
+"$bin" run -V -n 20k >"$tmp/v.out" 2>"$tmp/v.err" || { echo "FAIL: run -V exit $?"; fail=1; }
+grep -q "^rtioreq run: event: VM 1 vCPU [0-9]*: unclaimed x[0-9]* (total [0-9]*)$" "$tmp/v.err" &&
+	grep -q "^requests 20000  completed 20000" "$tmp/v.out" ||
+	{ echo "FAIL: run -V: $(cat "$tmp/v.err")"; fail=1; }
+echo "ok: run --verbose: $(head -1 "$tmp/v.err")"
+
 bad() { # expected-stderr-substring args...
 	want="$1"
 	shift

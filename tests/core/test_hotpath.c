@@ -74,7 +74,26 @@ static void run_sim(struct h_vm *h, struct rtioreq_exdev_oracle *o, uint64_t n, 
 	free(res);
 }
 
-static void test_polling_steady_state_is_clean(void **state)
+/* Events callback: runs on the events thread; sums what it is told. */
+struct ev_sum {
+	_Atomic uint64_t unclaimed, calls;
+};
+
+static void ev_count(void *ctx, const struct rtioreq_event *e)
+{
+	struct ev_sum *s = ctx;
+
+	atomic_fetch_add(&s->calls, 1);
+	if (e->kind == RTIOREQ_EVENT_UNCLAIMED)
+		atomic_fetch_add(&s->unclaimed, e->count);
+}
+
+/*
+ * @events: with an events thread reporting every 5 ms (the workload sends 5% of its
+ * requests to an unclaimed port, so there is something to report each period): the
+ * poller's steady state must be just as clean, and every unclaimed request reported.
+ */
+static void steady_state(bool events)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct rtioreq_thread_attr ta = { .cpu = ncpu > 1 ? (int)ncpu - 1 : -1 };
@@ -86,6 +105,9 @@ static void test_polling_steady_state_is_clean(void **state)
 	uint64_t v[HYG_NCTR], served, allocs;
 	struct h_vm h;
 	pid_t tid;
+	struct rtioreq_events *ev = NULL;
+	struct rtioreq_vm_stats st0 = { 0 }, st1 = { 0 };
+	struct ev_sum sum = { 0 };
 
 	h_vm_start(&h, 16);
 	assert_int_equal(rtioreq_exdev_attach(dev, h.vm), 0);
@@ -103,7 +125,13 @@ static void test_polling_steady_state_is_clean(void **state)
 	 * wake per grace period; seen once in CI without this barrier).
 	 */
 	rtioreq__rcu_barrier();
-
+	if (events) {
+		ev = rtioreq_events_start(h.eng, &(struct rtioreq_events_attr){
+			.fn = ev_count, .ctx = &sum, .period_ms = 5,
+			.thread = { .cpu = ncpu > 1 ? 0 : -1 } });
+		assert_non_null(ev);
+		rtioreq_vm_stats(h.vm, &st0);
+	}
 	counters_open(&k, tid);
 	rtioreq_poller_stats(p, &s0);
 	atomic_store(&hyg_watched_allocs, 0);
@@ -114,6 +142,17 @@ static void test_polling_steady_state_is_clean(void **state)
 	atomic_store(&hyg_watched_tid, 0);
 	rtioreq_poller_stats(p, &s1);
 	assert_int_equal(hyg_read(&k, v), 0);
+	if (events) {
+		rtioreq_events_stop(ev); /* a last comparison: everything reported */
+		rtioreq_vm_stats(h.vm, &st1);
+		print_message("events: %lu callbacks, %lu unclaimed reported, %lu counted\n",
+			      (unsigned long)atomic_load(&sum.calls),
+			      (unsigned long)atomic_load(&sum.unclaimed),
+			      (unsigned long)(st1.unclaimed - st0.unclaimed));
+		assert_true(atomic_load(&sum.calls) >= 1);
+		assert_int_equal(atomic_load(&sum.unclaimed), st1.unclaimed - st0.unclaimed);
+		assert_true(st1.unclaimed > st0.unclaimed);
+	}
 	served = s1.served - s0.served;
 	allocs = atomic_load(&hyg_watched_allocs);
 	print_message("poller thread %d over %lu requests (%lu loops): %lu syscalls%s, "
@@ -134,11 +173,22 @@ static void test_polling_steady_state_is_clean(void **state)
 	free(dev);
 }
 
+static void test_polling_steady_state_is_clean(void **state)
+{
+	steady_state(false);
+}
+
+static void test_polling_steady_state_with_events(void **state)
+{
+	steady_state(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counters_see_what_they_should),
 		cmocka_unit_test(test_polling_steady_state_is_clean),
+		cmocka_unit_test(test_polling_steady_state_with_events),
 	};
 
 	if (geteuid() != 0)
