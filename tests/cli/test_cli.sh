@@ -171,6 +171,7 @@ if [ "$(nproc)" -ge 2 ] && [ "$(id -u)" -eq 0 ]; then
 	rt0=$(rt_runtime)
 	# SIGHUP and SIGQUIT clean up like SIGINT and SIGTERM
 	for sig in HUP QUIT TERM; do
+		: >"$tmp/sig.txt" # now: the background job's own redirection is asynchronous
 		"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/sig.txt" 2>"$tmp/sig.err" &
 		pid=$!
 		i=0
@@ -250,6 +251,7 @@ if [ "$(nproc)" -ge 2 ] && [ "$(id -u)" -eq 0 ]; then
 		"$bin" check --host "$src/rt-configs/dev-2cpu.yaml" | grep -q "^host: .*rt_throttling: off sets it to -1" ||
 			{ echo "FAIL: check --host dev-2cpu names no throttling"; fail=1; }
 		# off: -1 while running, restored after
+		: >"$tmp/sig.txt" # now: the background job's own redirection is asynchronous
 		"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/sig.txt" 2>"$tmp/sig.err" &
 		pid=$!
 		i=0

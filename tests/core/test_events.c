@@ -44,6 +44,16 @@ static void record(void *ctx, const struct rtioreq_event *e)
 	}
 }
 
+static int ctl_of(struct rec *r)
+{
+	int v;
+
+	pthread_mutex_lock(&r->lock);
+	v = r->ctl;
+	pthread_mutex_unlock(&r->lock);
+	return v;
+}
+
 static uint64_t sum(struct rec *r, enum rtioreq_event_kind k, int vcpu)
 {
 	uint64_t n = 0;
@@ -135,9 +145,9 @@ static void test_moves_sleeps_cap_and_control(void **state)
 	r.ctl = 1;
 	pthread_mutex_unlock(&r.lock);
 	h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x99, 1, 0);
-	for (int i = 0; i < 400 && r.ctl; i++)
+	for (int i = 0; i < 400 && ctl_of(&r); i++)
 		h_sleep_ms(5);
-	assert_int_equal(r.ctl, 0); /* the callback's control call returned 0 */
+	assert_int_equal(ctl_of(&r), 0); /* the callback's control call returned 0 */
 	pthread_mutex_lock(&r.lock);
 	r.vm = NULL;
 	pthread_mutex_unlock(&r.lock);
