@@ -33,6 +33,9 @@
  *      the poller sees PENDING and stays awake, or the hv sees the bit and rings U1
  *  P1  control: poller.wake += 1, release, after a set change or stop -> P2
  *  P2  poller: load poller.wake, acquire, before deciding to sleep     <- P1
+ *  X1  rt/apply.c: an undo record's live word = 1, release, once written -> X2
+ *  X2  rt/apply.c stop/cleanup (also a signal handler): exchange it with 0,
+ *      acquire; whoever saw 1 undoes the item, exactly once                 <- X1
  * Objects unpublished by M1/S1/V1/O1 are freed or change owner only after an RCU
  * grace period (rcu_pvt.h): a reader never sees a slot, map or VM change under it.
  *

@@ -7,8 +7,8 @@
  * descriptor, sched_rt_runtime_us) is recorded in a static table, not on the heap, so
  * that rtioreq_profile_cleanup() can undo it from a signal handler without allocating or
  * locking. Each undoable item has an atomic "live" word:
- *   U1  apply: store live = 1, release, after the item's record is written   -> U2
- *   U2  stop/cleanup: exchange live with 0, acquire; the one that saw 1 undoes <- U1
+ *   X1  apply: store live = 1, release, after the item's record is written   -> X2
+ *   X2  stop/cleanup: exchange live with 0, acquire; the one that saw 1 undoes <- X1
  * so a signal arriving during stop undoes every item exactly once. The table's slots are
  * handed out under reg_lock (normal threads only).
  */
@@ -32,8 +32,8 @@
 
 struct undo {
 	struct rtioreq_rt_cpuset cs[CPUSETS_MAX];
-	_Atomic int cs_live[CPUSETS_MAX]; /* U1/U2 */
-	_Atomic int dma_fd;		  /* U1/U2 in one word: -1 when not held */
+	_Atomic int cs_live[CPUSETS_MAX]; /* X1/X2 */
+	_Atomic int dma_fd;		  /* X1/X2 in one word: -1 when not held */
 	bool used;			  /* under reg_lock */
 };
 
@@ -45,7 +45,7 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
  * and the last one to stop restores it (users under reg_lock); cleanup restores at once.
  */
 static unsigned int thr_users;
-static _Atomic long long thr_saved = THROTTLE_NONE; /* U1/U2: the value to restore */
+static _Atomic long long thr_saved = THROTTLE_NONE; /* X1/X2: the value to restore */
 static char thr_dir[256];			    /* where it was read; "" default */
 
 struct rtioreq_profile_run {
@@ -86,10 +86,10 @@ static int undo_record(struct undo *u)
 	int failed = 0, fd;
 
 	for (unsigned int i = 0; i < CPUSETS_MAX; i++)
-		/* U2: pairs with U1 in pollers_start() */
+		/* X2: pairs with X1 in pollers_start() */
 		if (atomic_exchange_explicit(&u->cs_live[i], 0, memory_order_acquire))
 			failed += rtioreq_rt_cpuset_remove(&u->cs[i]) != 0;
-	fd = atomic_exchange_explicit(&u->dma_fd, -1, memory_order_acquire); /* U2 */
+	fd = atomic_exchange_explicit(&u->dma_fd, -1, memory_order_acquire); /* X2 */
 	if (fd >= 0)
 		rtioreq_rt_dma_latency_release(fd);
 	return failed;
@@ -97,7 +97,7 @@ static int undo_record(struct undo *u)
 
 static int throttle_restore_now(void)
 {
-	/* U2: pairs with U1 in throttle_apply() */
+	/* X2: pairs with X1 in throttle_apply() */
 	long long v = atomic_exchange_explicit(&thr_saved, THROTTLE_NONE, memory_order_acquire);
 
 	if (v == THROTTLE_NONE)
@@ -287,7 +287,7 @@ static int throttle_apply(struct rtioreq_profile_run *run, const char *dir)
 		snprintf(thr_dir, sizeof(thr_dir), "%s", dir ? dir : "");
 		r = rtioreq_rt_throttle_set(dir, -1);
 		if (!r)
-			/* U1: the value to restore, once the change is made */
+			/* X1: the value to restore, once the change is made */
 			atomic_store_explicit(&thr_saved, th.runtime_us, memory_order_release);
 	}
 	if (!r) {
@@ -450,7 +450,7 @@ static int pollers_start(struct rtioreq_profile_run *run,
 			say(run, "warning: %s: cpuset not applied (%s); affinity only", t->name, why);
 			continue;
 		}
-		/* U1: the record is complete; pairs with U2 in undo_record() */
+		/* X1: the record is complete; pairs with X2 in undo_record() */
 		atomic_store_explicit(&run->u->cs_live[ncs++], 1, memory_order_release);
 		r = rtioreq_rt_cpuset_attach(cs, rtioreq_poller_tid(pl));
 		if (r)
@@ -529,7 +529,7 @@ struct rtioreq_profile_run *rtioreq_profile_apply(const struct rtioreq_profile *
 		if (!undo_tab[i].used) {
 			run->u = &undo_tab[i];
 			run->u->used = true;
-			/* U1 (nothing to undo yet): a fresh record */
+			/* X1 (nothing to undo yet): a fresh record */
 			atomic_store_explicit(&run->u->dma_fd, -1, memory_order_release);
 		}
 	pthread_mutex_unlock(&reg_lock);
@@ -553,7 +553,7 @@ struct rtioreq_profile_run *rtioreq_profile_apply(const struct rtioreq_profile *
 			if (fd < 0)
 				say(run, "warning: /dev/cpu_dma_latency: %s: not held",
 				    strerror(-fd));
-			else /* U1 */
+			else /* X1 */
 				atomic_store_explicit(&run->u->dma_fd, fd, memory_order_release);
 		}
 		if (any_cpuset(&run->plan)) {
