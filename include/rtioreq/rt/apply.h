@@ -133,9 +133,11 @@ void rtioreq_profile_stop(struct rtioreq_profile_run *run);
 /*
  * rtioreq_profile_cleanup() - undo the machine settings of every run of this process now
  * (cpusets, cpu_dma_latency, sched_rt_runtime_us), without stopping the engines: for a
- * process about to exit on a signal. Async-signal-safe with the cgroup v1 cpuset backend
- * (open, read, write, rmdir, nanosleep; no allocation, no lock); with libcpuset's backend
- * call it from a normal thread. Idempotent: a later rtioreq_profile_stop() only stops
+ * process about to exit on a signal. Meant for signal handlers with the cgroup v1 cpuset
+ * backend: open, read, write, close, rmdir, nanosleep, no allocation, no lock;
+ * the cpuset paths are formatted with snprintf of %s/%ld (glibc allocates nothing for
+ * those, but POSIX does not list snprintf as async-signal-safe). With libcpuset's backend
+ * call it from a normal thread (libcpuset may allocate). Idempotent: a later rtioreq_profile_stop() only stops
  * the engine. Returns the number of settings that could not be undone (0: all).
  */
 int rtioreq_profile_cleanup(void);
