@@ -5,8 +5,13 @@
 # write the results folder: results.json, report.md, latency.png, cyclictest-format
 # histograms (*.hist) and JSON (*.json), bench.log.
 #
-# usage: bench/run.sh [--quick] [--out DIR] [--bin PATH] [--build-dir DIR] [-- ARGS...]
+# usage: bench/run.sh [--quick] [--out DIR] [--bin PATH] [--build-dir DIR]
+#                     [--profiles-only] [--profile-duration T] [-- ARGS...]
 #   --quick          short runs (under a minute); default: full (under 5 minutes)
+#   --profiles-only  only the last phase: each shipped profile (rt-configs/*.yaml that
+#                    'rtioreq check --host' accepts here) run with 'rtioreq run -D T',
+#                    its maximum round trip in profiles.md, profile-*.json
+#   --profile-duration T  length of each profile run, default 10s
 #   --out DIR        results folder; default results/<date>-<host>/ in the source tree
 #   --bin PATH       rtioreq-bench binary; default: BUILD/bench/rtioreq-bench, built
 #                    with cmake if missing
@@ -28,6 +33,8 @@ OUT=
 BIN=${RTIOREQ_BENCH:-}
 BUILD=$ROOT/build
 ARGS=()
+PROFILES_ONLY=
+PROFILE_T=10s
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -38,7 +45,10 @@ while [ $# -gt 0 ]; do
 	--bin=*) BIN=${1#*=} ;;
 	--build-dir) [ $# -ge 2 ] || die "$1 needs a value"; BUILD=$2; shift ;;
 	--build-dir=*) BUILD=${1#*=} ;;
-	-h | --help) sed -n '3,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--profiles-only) PROFILES_ONLY=1 ;;
+	--profile-duration) [ $# -ge 2 ] || die "$1 needs a value"; PROFILE_T=$2; shift ;;
+	--profile-duration=*) PROFILE_T=${1#*=} ;;
 	--) shift; ARGS=("$@"); break ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -47,20 +57,61 @@ done
 
 [ "$(id -u)" = 0 ] || die "run as root: SCHED_FIFO, perf counters and /dev/cpu_dma_latency"
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (engine and hypervisor side)"
-command -v cyclictest >/dev/null || die "cyclictest not found (Debian: apt-get install rt-tests)"
-command -v gnuplot >/dev/null || die "gnuplot not found (Debian: apt-get install gnuplot-nox)"
+if [ -z "$PROFILES_ONLY" ]; then
+	command -v cyclictest >/dev/null || die "cyclictest not found (Debian: apt-get install rt-tests)"
+	command -v gnuplot >/dev/null || die "gnuplot not found (Debian: apt-get install gnuplot-nox)"
+fi
 
 if [ -z "$BIN" ]; then
 	BIN=$BUILD/bench/rtioreq-bench
-	if [ ! -x "$BIN" ]; then
-		echo "# building rtioreq-bench in $BUILD"
+	if [ ! -x "$BIN" ] || [ ! -x "$BUILD/rtioreq" ]; then
+		echo "# building rtioreq-bench and rtioreq in $BUILD"
 		cmake -S "$ROOT" -B "$BUILD" >/dev/null ||
 			die "cmake configure failed in $BUILD"
-		cmake --build "$BUILD" -j"$(nproc)" --target rtioreq-bench ||
+		cmake --build "$BUILD" -j"$(nproc)" --target rtioreq-bench rtioreq-cli ||
 			die "cannot build rtioreq-bench (is add_subdirectory(bench) in CMakeLists.txt?)"
 	fi
 fi
 [ -x "$BIN" ] || die "no executable $BIN"
+CLI=$BUILD/rtioreq
+[ -x "$CLI" ] || die "no executable $CLI (cmake --build $BUILD --target rtioreq-cli)"
+
+# The shipped profiles as a user runs them: 'rtioreq run -D T PROFILE', real-time
+# settings, cpusets and rt_throttling applied; the maximum round trip is what a
+# throttled SCHED_FIFO poller shows (issue 14 item 8). Appends to report.md.
+# first number of "key" in a (one VM) run's JSON
+jfield() { grep -o "\"$1\": [0-9]*" "$2" | head -1 | grep -o '[0-9]*$'; }
+
+profiles_phase() {
+	local md=$OUT/profiles.md p name json max
+	echo "# shipped profiles: rtioreq run -D $PROFILE_T each"
+	{
+		echo "## Shipped profiles ($PROFILE_T each, rtioreq run)"
+		echo
+		echo "sched_rt_runtime_us before the runs: $(cat /proc/sys/kernel/sched_rt_runtime_us)"
+		echo
+		echo "| profile | requests | p99.99 ns | max ns | note |"
+		echo "| --- | --- | --- | --- | --- |"
+	} >"$md"
+	for p in "$ROOT"/rt-configs/*.yaml; do
+		name=$(basename "$p" .yaml)
+		if ! "$CLI" check --host "$p" >/dev/null 2>"$OUT/profile-$name.err"; then
+			echo "# $name: not for this machine: $(head -1 "$OUT/profile-$name.err")"
+			echo "| $name | - | - | - | not run: $(head -1 "$OUT/profile-$name.err" | sed 's/|/\\|/g') |" >>"$md"
+			continue
+		fi
+		json=$OUT/profile-$name.json
+		"$CLI" run -D "$PROFILE_T" --json="$json" "$p" >"$OUT/profile-$name.txt" \
+			2>"$OUT/profile-$name.err" ||
+			die "rtioreq run $p failed: $(cat "$OUT/profile-$name.err")"
+		req=$(jfield requests "$json")
+		max=$(jfield max "$json")
+		echo "# $name: max round trip $max ns ($req requests)"
+		echo "| $name | $req | $(jfield p9999 "$json") | $max |" \
+			"$(grep -o 'rt_throttling: [a-z]*' "$OUT/profile-$name.err" | head -1) |" >>"$md"
+	done
+	echo "sched_rt_runtime_us after the runs: $(cat /proc/sys/kernel/sched_rt_runtime_us)" >>"$md"
+}
 
 if [ -z "$OUT" ]; then
 	OUT=$ROOT/results/$(date +%Y%m%d-%H%M%S)-$(hostname -s)
@@ -68,12 +119,23 @@ fi
 mkdir -p "$OUT" || die "cannot create $OUT"
 OUT=$(cd "$OUT" && pwd)
 
+if [ -n "$PROFILES_ONLY" ]; then
+	profiles_phase | tee "$OUT/bench.log"
+	[ "${PIPESTATUS[0]}" = 0 ] || die "profiles phase failed (see $OUT/bench.log)"
+	echo "# done: $OUT/profiles.md"
+	exit 0
+fi
+
 echo "# rtioreq benchmarks: $BIN ${QUICK:-(full)} -> $OUT"
 start=$(date +%s)
 "$BIN" $QUICK --out="$OUT" "${ARGS[@]}" | tee "$OUT/bench.log" ||
 	die "rtioreq-bench failed (see $OUT/bench.log)"
 
 (cd "$OUT" && gnuplot latency.gp) || die "gnuplot failed on $OUT/latency.gp"
+
+profiles_phase | tee -a "$OUT/bench.log"
+[ "${PIPESTATUS[0]}" = 0 ] || die "profiles phase failed (see $OUT/bench.log)"
+{ echo; cat "$OUT/profiles.md"; } >>"$OUT/report.md"
 
 for f in results.json report.md latency.png; do
 	[ -s "$OUT/$f" ] || die "missing or empty $OUT/$f"

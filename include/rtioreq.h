@@ -12,6 +12,7 @@
 #include "rtioreq/version.h"
 #include "rtioreq/abi.h"
 #include "rtioreq/core/engine.h"
+#include "rtioreq/core/events.h"
 #include "rtioreq/core/hist.h"
 #include "rtioreq/devices/exdev.h"
 #include "rtioreq/devices/pcdev.h"
@@ -20,6 +21,7 @@
 #include "rtioreq/hv/sim.h"
 #if RTIOREQ_HAVE_PROFILES
 #include "rtioreq/rt/profile.h"
+#include "rtioreq/rt/apply.h"
 #endif
 #if RTIOREQ_HAVE_KVM
 #include "rtioreq/hv/kvm.h"

@@ -62,13 +62,16 @@ void cli_report_json(FILE *f, const struct cli_report *r);
 /* 0 if every request completed exactly once with the right value, else CLI_EXIT_FAIL. */
 int cli_report_verdict(const struct cli_report *r);
 
+/* --verbose: events of @eng printed on stderr from their own thread (rtioreq_events_stop()). */
+struct rtioreq_events *cli_events_start(struct rtioreq_engine *eng);
+
 /* rtioreq run PROFILE */
 struct cli_profile_opts {
 	const char *path;
 	uint64_t requests, duration_ns, seed, think_ns; /* per VM */
 	unsigned int unmapped;
 	int producer_cpu; /* -1: chosen from the plan */
-	bool json;
+	bool json, verbose;
 	const char *json_file;
 };
 int cli_run_profile(const struct cli_profile_opts *o);

@@ -3,9 +3,11 @@
  * rtioreq check PROFILE, and rtioreq run PROFILE: a real-time profile (rt-configs/,
  * docs/profiles.md) applied for real - pollers pinned under their policy, in a cpuset
  * when the machine has a usable cpuset hierarchy, memory locked, /dev/cpu_dma_latency
- * held when asked - serving one simulated VM per profile VM. Everything created is
- * removed on exit, also on SIGINT/SIGTERM. Without real-time privileges the run says
- * so once and runs without any real-time setting, never half of them.
+ * held when asked, real-time throttling as the profile says - serving one simulated VM
+ * per profile VM. The profile is applied by rtioreq_profile_apply() (engine/rt/apply.c),
+ * this file only provides the regions and the device models. Everything created is
+ * removed on exit, also on SIGINT, SIGTERM, SIGHUP and SIGQUIT. Without real-time
+ * privileges the run says so once and runs without any real-time setting.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,8 +21,6 @@
 #include "cli.h"
 #include "rtioreq/rt/rt.h"
 
-#define MAX_THREADS 64
-
 struct vm_run {
 	const struct rtioreq_profile_vm *pv;
 	struct rtioreq_shm shm;
@@ -32,23 +32,6 @@ struct vm_run {
 	int rc;
 	pthread_t thread;
 };
-
-static struct {
-	struct rtioreq_rt_cpuset cs[MAX_THREADS];
-	unsigned int ncs;
-	int dma_fd;
-} created = { .dma_fd = -1 };
-
-/* Undo what was created on this machine; also called after a signal. */
-static void undo_created(void)
-{
-	for (unsigned int i = 0; i < created.ncs; i++)
-		rtioreq_rt_cpuset_remove(&created.cs[i]);
-	created.ncs = 0;
-	if (created.dma_fd >= 0)
-		rtioreq_rt_dma_latency_release(created.dma_fd);
-	created.dma_fd = -1;
-}
 
 static void diag_print(void *ctx, const struct rtioreq_profile_diag *d)
 {
@@ -93,7 +76,9 @@ int cli_check(int argc, char **argv)
 			printf("usage: rtioreq check [--host] PROFILE\n"
 			       "Load and validate a real-time profile and print its plan: threads,\n"
 			       "CPUs, policies, slot ownership, ranges. Errors name file:line:column.\n"
-			       "  -H, --host   CPUs this machine lacks are errors (default: warnings)\n");
+			       "  -H, --host   CPUs this machine lacks are errors (default: warnings), and say\n"
+			       "               what real-time throttling (sched_rt_runtime_us) does to\n"
+			       "               the pollers; refused if run would refuse it\n");
 			return 0;
 		default: cli_die("unknown option '%s' (see rtioreq check --help)", argv[optind - 1]);
 		}
@@ -104,9 +89,26 @@ int cli_check(int argc, char **argv)
 	if (!p)
 		return CLI_EXIT_USAGE;
 	r = rtioreq_profile_print_plan(p, stdout);
-	rtioreq_profile_free(p);
 	if (r)
 		cli_die("printing the plan: %s", strerror(-r));
+	if (host) { /* what this kernel's real-time throttling does to the pollers */
+		struct rtioreq_profile_plan plan;
+		struct rtioreq_rt_throttle th;
+		char what[512];
+
+		r = rtioreq_profile_plan_build(p, &plan);
+		if (r)
+			cli_die("%s: plan: %s", argv[optind], strerror(-r));
+		r = rtioreq_profile_throttling(&plan, NULL, &th, what, sizeof(what));
+		rtioreq_profile_plan_free(&plan);
+		printf("host: %s\n", what);
+		if (r == -EPERM) {
+			fprintf(stderr, "%s: %s\n", argv[optind], what);
+			rtioreq_profile_free(p);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	rtioreq_profile_free(p);
 	return 0;
 }
 
@@ -120,47 +122,57 @@ static rtioreq_handler_fn model_of(const char *client)
 	return NULL;
 }
 
-static void add_devices(struct vm_run *vr, const char *path)
+struct run_ctx {
+	const char *path;
+	struct vm_run *vrs;
+	unsigned int n;
+};
+
+static struct vm_run *vr_of(struct run_ctx *rc, const struct rtioreq_profile_vm *pv)
 {
-	const struct rtioreq_profile_vm *pv = vr->pv;
+	for (unsigned int i = 0; i < rc->n; i++)
+		if (rc->vrs[i].pv == pv)
+			return &rc->vrs[i];
+	return NULL;
+}
 
-	for (unsigned int d = 0; d < pv->n_devices; d++) {
-		const struct rtioreq_profile_device *dev = &pv->devices[d];
-		rtioreq_handler_fn fn = model_of(dev->client);
-		struct rtioreq_client *c = NULL;
+/* rtioreq_profile_apply()'s VM callback: the region this process created for it. */
+static int vm_cb(void *ctx, const struct rtioreq_profile_vm *pv, struct rtioreq_vm_attr *attr)
+{
+	struct vm_run *vr = vr_of(ctx, pv);
 
-		if (!fn)
-			cli_die("%s: VM %lld device '%s': no device model '%s' in rtioreq run "
-				"(it has exdev-ram, exdev-port)",
-				path, (long long)pv->id, dev->name, dev->client);
-		/* devices naming the same client share it */
-		for (unsigned int e = 0; e < d && !c; e++)
-			if (!strcmp(pv->devices[e].client, dev->client))
-				c = fn == rtioreq_exdev_ram_handler ? vr->dev->ram_client
-								    : vr->dev->port_client;
-		if (!c) {
-			c = rtioreq_client_create(vr->vm, &(struct rtioreq_client_attr){
-				.name = dev->client, .handler = fn, .priv = vr->dev });
-			if (!c)
-				cli_die("client %s: %s", dev->client, strerror(errno));
-			if (fn == rtioreq_exdev_ram_handler)
-				vr->dev->ram_client = c;
-			else
-				vr->dev->port_client = c;
-		}
-		for (unsigned int k = 0; k < dev->n_ranges; k++) {
-			const struct rtioreq_profile_range *rg = &dev->ranges[k];
-			int r = rtioreq_range_add(c,
-						  rg->type == RTIOREQ_PROFILE_PIO ? RTIOREQ_TYPE_PORTIO
-										 : RTIOREQ_TYPE_MMIO,
-						  rg->start, rg->end);
+	if (!vr)
+		return -ENOENT;
+	attr->page = &vr->shm.region->page;
+	attr->chan = &vr->shm.region->chan;
+	return 0;
+}
 
-			if (r)
-				cli_die("VM %lld device %s range 0x%llx-0x%llx: %s", (long long)pv->id,
-					dev->name, (unsigned long long)rg->start,
-					(unsigned long long)rg->end, strerror(-r));
-		}
+/* ... and its bind callback: the example device models by client name. */
+static int bind_cb(void *ctx, struct rtioreq_profile_bind *b)
+{
+	struct run_ctx *rc = ctx;
+	struct vm_run *vr = vr_of(rc, b->pv);
+	rtioreq_handler_fn fn = model_of(b->dev->client);
+
+	if (!fn || !vr) {
+		fprintf(stderr, "rtioreq run: %s: VM %lld device '%s': no device model '%s' in "
+				"rtioreq run (it has exdev-ram, exdev-port)\n",
+			rc->path, (long long)b->pv->id, b->dev->name, b->dev->client);
+		return -ENOENT;
 	}
+	b->attr.handler = fn;
+	b->attr.priv = vr->dev;
+	b->store = fn == rtioreq_exdev_ram_handler ? &vr->dev->ram_client : &vr->dev->port_client;
+	return 0;
+}
+
+static unsigned int log_lines;
+
+static void log_cb(void *ctx, const char *line)
+{
+	fprintf(stderr, "rtioreq run: %s\n", line);
+	log_lines++;
 }
 
 static void *sim_main(void *arg)
@@ -201,81 +213,38 @@ static void show_thread(pid_t tid, char *buf, size_t n)
 
 int cli_run_profile(const struct cli_profile_opts *o)
 {
-	struct rtioreq_poller *pollers[MAX_THREADS] = { 0 };
-	struct rtioreq_profile_plan plan;
-	struct rtioreq_engine *eng;
+	const struct rtioreq_profile_plan *plan;
+	struct rtioreq_profile_run *run;
 	struct rtioreq_profile *p;
 	struct vm_run *vrs;
-	unsigned int errors = 0, np = 0;
-	int producer = o->producer_cpu, maxprio = 0, r, verdict = 0;
-	bool rt = true, stopped = false;
+	struct run_ctx rc;
+	struct rtioreq_events *events = NULL;
+	unsigned int errors = 0, np;
+	int producer = o->producer_cpu, r, verdict = 0;
+	bool stopped = false;
 	uint64_t sleeps = 0;
-	char why[256], info[512];
+	char info[512];
 	sigset_t sigs;
 	FILE *jf = NULL;
 
 	p = load_valid(o->path, true, &errors); /* CPUs this machine lacks: refused */
 	if (!p)
 		exit(CLI_EXIT_USAGE); /* each error was printed with its file:line:column */
-	r = rtioreq_profile_plan_build(p, &plan);
-	if (r)
-		cli_die("%s: plan: %s", o->path, strerror(-r));
-	for (unsigned int i = 0; i < plan.n_threads; i++)
-		if (plan.threads[i].attr.priority > maxprio)
-			maxprio = plan.threads[i].attr.priority;
-	if (maxprio && !rtioreq_rt_permitted(maxprio, why, sizeof(why))) {
-		fprintf(stderr, "rtioreq run: warning: %s: running WITHOUT the profile's real-time "
-				"settings (SCHED_OTHER, no cpusets, no memory locking, no "
-				"cpu_dma_latency); affinity only\n", why);
-		rt = false;
-	}
-	if (!rt) {
-		for (unsigned int i = 0; i < plan.n_threads; i++) {
-			plan.threads[i].attr.policy = SCHED_OTHER;
-			plan.threads[i].attr.priority = 0;
-			plan.threads[i].isolation = RTIOREQ_PROFILE_ISOLATION_NONE;
-		}
-		plan.engine.dispatcher.policy = plan.engine.clients.policy = SCHED_OTHER;
-		plan.engine.dispatcher.priority = plan.engine.clients.priority = 0;
-	}
-	/* the simulated hypervisor's CPU: not one a poller spins on */
-	if (producer < 0) {
-		int ncpu = cli_online_cpus();
+	/* before anything is created: an unwritable path fails now, leaving nothing */
+	if (o->json)
+		jf = cli_json_open(o->json_file);
 
-		producer = plan.engine.dispatcher.cpu >= 0 ? plan.engine.dispatcher.cpu : 0;
-		for (int tries = 0; tries <= ncpu; tries++) {
-			bool busy = false;
-
-			for (unsigned int i = 0; i < plan.n_threads; i++)
-				busy |= plan.threads[i].kind == RTIOREQ_PROFILE_THREAD_POLLER &&
-					plan.threads[i].attr.cpu == producer;
-			if (!busy)
-				break;
-			producer = tries == ncpu ? -1 : (producer + 1) % ncpu;
-		}
-	}
-
-	/* signals: only this thread takes them, every engine thread inherits the mask */
+	/*
+	 * Signals: only this thread takes them (every engine thread inherits the mask), and
+	 * each of them ends the run with the machine's settings restored.
+	 */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	if (rt) {
-		r = rtioreq_rt_lock_memory();
-		if (r)
-			fprintf(stderr, "rtioreq run: warning: mlockall: %s: memory not locked\n",
-				strerror(-r));
-		if (plan.cpu_dma_latency) {
-			created.dma_fd = rtioreq_rt_dma_latency_hold(NULL);
-			if (created.dma_fd < 0)
-				fprintf(stderr, "rtioreq run: warning: /dev/cpu_dma_latency: %s: "
-						"not held\n", strerror(-created.dma_fd));
-		}
-	}
-	eng = rtioreq_engine_create(&plan.engine);
-	if (!eng)
-		cli_die("engine: %s", cli_engine_error(errno));
 	vrs = calloc(p->n_vms, sizeof(*vrs));
 	if (!vrs)
 		cli_die("out of memory");
@@ -291,74 +260,62 @@ int cli_run_profile(const struct cli_profile_opts *o)
 		r = rtioreq_shm_create(&vr->shm, NULL, (uint16_t)vr->pv->vcpus);
 		if (r)
 			cli_die("VM %lld region: %s", (long long)vr->pv->id, strerror(-r));
-		if (rt)
-			rtioreq_rt_prefault(vr->shm.region, sizeof(*vr->shm.region));
-		vr->vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
-			.id = (uint16_t)vr->pv->id, .vcpu_num = (uint16_t)vr->pv->vcpus,
-			.page = &vr->shm.region->page, .chan = &vr->shm.region->chan,
-			.paused = true });
-		if (!vr->vm)
-			cli_die("VM %lld attach: %s", (long long)vr->pv->id, strerror(errno));
-		add_devices(vr, o->path);
 	}
-	/* pollers, each in its cpuset when asked and possible */
-	for (unsigned int i = 0; i < plan.n_threads && np < MAX_THREADS; i++) {
-		struct rtioreq_profile_plan_thread *t = &plan.threads[i];
-		struct rtioreq_poller *pl;
-
-		if (t->kind != RTIOREQ_PROFILE_THREAD_POLLER)
-			continue;
-		pl = rtioreq_poller_create(eng, &t->attr);
-		if (!pl)
-			cli_die("poller %s on CPU %d: %s", t->name, t->attr.cpu, strerror(errno));
-		pollers[i] = pl;
-		np++;
-		if (t->idle == RTIOREQ_PROFILE_IDLE_HYBRID)
-			rtioreq_poller_set_idle(pl, t->spin_us * 1000);
-		if (t->isolation == RTIOREQ_PROFILE_ISOLATION_CPUSET) {
-			struct rtioreq_rt_cpuset *cs = &created.cs[created.ncs];
-			char name[64];
-
-			snprintf(name, sizeof(name), "rtioreq-%d-cpu%d", (int)getpid(), t->attr.cpu);
-			r = rtioreq_rt_cpuset_create(cs, NULL, name, t->attr.cpu, why, sizeof(why));
-			if (r) {
-				fprintf(stderr, "rtioreq run: warning: %s: cpuset not applied (%s); "
-						"affinity only\n", t->name, why);
-			} else {
-				created.ncs++;
-				r = rtioreq_rt_cpuset_attach(cs, rtioreq_poller_tid(pl));
-				if (r)
-					fprintf(stderr, "rtioreq run: warning: %s: moving tid %d into "
-							"%s: %s; affinity only\n", t->name,
-						(int)rtioreq_poller_tid(pl), cs->path, strerror(-r));
-			}
+	rc = (struct run_ctx){ .path = o->path, .vrs = vrs, .n = p->n_vms };
+	run = rtioreq_profile_apply(p, &(struct rtioreq_profile_apply_attr){
+		.size = sizeof(struct rtioreq_profile_apply_attr), .vm = vm_cb, .bind = bind_cb,
+		.log = log_cb, .ctx = &rc, .flags = RTIOREQ_PROFILE_APPLY_NO_START });
+	if (!run) {
+		if (jf && jf != stdout) {
+			fclose(jf);
+			unlink(o->json_file); /* nothing left behind */
+		}
+		if (!log_lines) /* else the library's last line named the cause */
+			cli_die("%s: not applied: %s", o->path, strerror(errno));
+		exit(CLI_EXIT_USAGE);
+	}
+	plan = rtioreq_profile_run_plan(run);
+	np = rtioreq_profile_run_pollers(run);
+	for (unsigned int i = 0; rtioreq_profile_run_rt(run) && i < p->n_vms; i++)
+		rtioreq_rt_prefault(vrs[i].shm.region, sizeof(*vrs[i].shm.region));
+	if (o->verbose) /* before the VMs start: slot placement is reported as it stands */
+		events = cli_events_start(rtioreq_profile_run_engine(run));
+	for (unsigned int i = 0; i < p->n_vms; i++) {
+		vrs[i].vm = rtioreq_profile_run_vm(run, p->vms[i].id);
+		if ((r = rtioreq_vm_start(vrs[i].vm))) {
+			rtioreq_profile_stop(run);
+			cli_die("VM %lld start: %s", (long long)vrs[i].pv->id, strerror(-r));
 		}
 	}
-	for (unsigned int s = 0; s < plan.n_slots; s++) {
-		const struct rtioreq_profile_plan_slot *sl = &plan.slots[s];
+	/* the simulated hypervisor's CPU: not one a poller spins on */
+	if (producer < 0) {
+		int ncpu = cli_online_cpus();
 
-		if (sl->thread < 0 || !pollers[sl->thread])
-			continue;
-		for (unsigned int i = 0; i < p->n_vms; i++)
-			if (vrs[i].pv->id == sl->vm_id &&
-			    (r = rtioreq_vm_set_poller(vrs[i].vm, sl->vcpu, pollers[sl->thread])))
-				cli_die("VM %u vCPU %u to %s: %s", sl->vm_id, sl->vcpu,
-					plan.threads[sl->thread].name, strerror(-r));
+		producer = plan->engine.dispatcher.cpu >= 0 ? plan->engine.dispatcher.cpu : 0;
+		for (int tries = 0; tries <= ncpu; tries++) {
+			bool busy = false;
+
+			for (unsigned int i = 0; i < plan->n_threads; i++)
+				busy |= plan->threads[i].kind == RTIOREQ_PROFILE_THREAD_POLLER &&
+					plan->threads[i].attr.cpu == producer;
+			if (!busy)
+				break;
+			producer = tries == ncpu ? -1 : (producer + 1) % ncpu;
+		}
 	}
-	for (unsigned int i = 0; i < p->n_vms; i++)
-		if ((r = rtioreq_vm_start(vrs[i].vm)))
-			cli_die("VM %lld start: %s", (long long)vrs[i].pv->id, strerror(-r));
 
 	if (!o->json) {
 		printf("rtioreq run %s: %u VM%s, simulated hypervisor on %s%d\n", o->path, p->n_vms,
 		       p->n_vms == 1 ? "" : "s", producer < 0 ? "no fixed CPU" : "CPU ",
 		       producer < 0 ? 0 : producer);
-		for (unsigned int i = 0; i < plan.n_threads; i++) {
-			if (!pollers[i])
+		for (unsigned int i = 0; i < plan->n_threads; i++) {
+			struct rtioreq_poller *pl = rtioreq_profile_run_poller(run, i);
+
+			if (!pl)
 				continue;
-			show_thread(rtioreq_poller_tid(pollers[i]), info, sizeof(info));
-			printf("%s: tid %d, %s\n", plan.threads[i].name,
-			       (int)rtioreq_poller_tid(pollers[i]), info);
+			show_thread(rtioreq_poller_tid(pl), info, sizeof(info));
+			printf("%s: tid %d, %s\n", plan->threads[i].name, (int)rtioreq_poller_tid(pl),
+			       info);
 		}
 		fflush(stdout);
 	}
@@ -372,8 +329,10 @@ int cli_run_profile(const struct cli_profile_opts *o)
 			.completion_polling = vr->pv->completion_polling, .think_ns = o->think_ns,
 			.producer_cpu = { producer, -1, -1, -1 },
 			.wl = { rtioreq_exdev_gen, vr->oracle } };
-		if (pthread_create(&vr->thread, NULL, sim_main, vr))
+		if (pthread_create(&vr->thread, NULL, sim_main, vr)) {
+			rtioreq_profile_cleanup();
 			cli_die("simulated hypervisor thread: %s", strerror(errno));
+		}
 	}
 	/* wait for the runs, or a signal: then undo what was created and leave at once */
 	for (unsigned int i = 0; i < p->n_vms && !stopped; i++) {
@@ -382,33 +341,40 @@ int cli_run_profile(const struct cli_profile_opts *o)
 			int sig = sigtimedwait(&sigs, NULL, &tick);
 
 			if (sig > 0) {
-				undo_created();
-				fprintf(stderr, "rtioreq run: %s: stopped, cpusets removed\n",
-					sig == SIGINT ? "SIGINT" : "SIGTERM");
+				int left = rtioreq_profile_cleanup();
+
+				/* the regions stay mapped: the pollers still read them until
+				 * _exit (anonymous memfds: nothing to remove) */
+				if (jf && jf != stdout)
+					unlink(o->json_file); /* no results: no file */
+				fprintf(stderr, "rtioreq run: %s: stopped, %s\n", strsignal(sig),
+					left ? "some settings could not be restored"
+					     : "cpusets removed, settings restored");
 				_exit(128 + sig);
 			}
 		}
 	}
-	for (unsigned int i = 0; i < plan.n_threads; i++) {
+	for (unsigned int i = 0; i < plan->n_threads; i++) {
+		struct rtioreq_poller *pl = rtioreq_profile_run_poller(run, i);
 		struct rtioreq_poller_stats ps;
 
-		if (!pollers[i])
+		if (!pl)
 			continue;
-		rtioreq_poller_stats(pollers[i], &ps);
+		rtioreq_poller_stats(pl, &ps);
 		sleeps += ps.sleeps; /* per engine: reported with every VM */
 	}
-	if (o->json) {
-		jf = cli_json_open(o->json_file);
+	if (jf)
 		fprintf(jf, "{\"profile\": \"%s\", \"vms\": [", o->path);
-	}
 	for (unsigned int i = 0; i < p->n_vms; i++) {
 		struct vm_run *vr = &vrs[i];
 		struct rtioreq_vm_stats st;
 		struct cli_report rep;
 
-		if (vr->rc)
+		if (vr->rc) {
+			rtioreq_profile_stop(run);
 			cli_die("VM %lld simulated hypervisor: %s", (long long)vr->pv->id,
 				strerror(-vr->rc));
+		}
 		rtioreq_vm_stats(vr->vm, &st);
 		rep = (struct cli_report){ .sleeps = sleeps, .mode = p->mode == RTIOREQ_PROFILE_POLLING ? "polling"
 										    : "notify",
@@ -431,8 +397,8 @@ int cli_run_profile(const struct cli_profile_opts *o)
 		if (jf != stdout)
 			fclose(jf);
 	}
-	rtioreq_engine_destroy(eng);
-	undo_created();
+	rtioreq_events_stop(events);
+	rtioreq_profile_stop(run);
 	for (unsigned int i = 0; i < p->n_vms; i++) {
 		rtioreq_shm_close(&vrs[i].shm);
 		free(vrs[i].dev);
@@ -440,7 +406,6 @@ int cli_run_profile(const struct cli_profile_opts *o)
 		free(vrs[i].res);
 	}
 	free(vrs);
-	rtioreq_profile_plan_free(&plan);
 	rtioreq_profile_free(p);
 	return verdict;
 }

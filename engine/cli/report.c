@@ -106,3 +106,40 @@ int cli_report_verdict(const struct cli_report *r)
 		return CLI_EXIT_FAIL; /* the simulated workload issues only valid requests */
 	return 0;
 }
+
+static void event_print(void *ctx, const struct rtioreq_event *e)
+{
+	switch (e->kind) {
+	case RTIOREQ_EVENT_SLOT_MOVED:
+		if (e->poller_tid)
+			fprintf(stderr, "rtioreq %s: event: VM %u vCPU %d: slot moved to poller tid %d\n",
+				cli_cmd, e->vm_id, e->vcpu, (int)e->poller_tid);
+		else
+			fprintf(stderr, "rtioreq %s: event: VM %u vCPU %d: slot moved to the fallback "
+					"path\n", cli_cmd, e->vm_id, e->vcpu);
+		break;
+	case RTIOREQ_EVENT_POLLER_SLEPT:
+		fprintf(stderr, "rtioreq %s: event: poller tid %d slept %llu times (total %llu)\n",
+			cli_cmd, (int)e->poller_tid, (unsigned long long)e->count,
+			(unsigned long long)e->total);
+		break;
+	case RTIOREQ_EVENT_DROPPED:
+		fprintf(stderr, "rtioreq %s: event: %llu more events this period not shown\n", cli_cmd,
+			(unsigned long long)e->count);
+		break;
+	default:
+		fprintf(stderr, "rtioreq %s: event: VM %u vCPU %d: %s x%llu (total %llu)\n", cli_cmd,
+			e->vm_id, e->vcpu, rtioreq_event_name(e->kind), (unsigned long long)e->count,
+			(unsigned long long)e->total);
+	}
+}
+
+struct rtioreq_events *cli_events_start(struct rtioreq_engine *eng)
+{
+	struct rtioreq_events *ev = rtioreq_events_start(eng, &(struct rtioreq_events_attr){
+		.fn = event_print, .period_ms = 100, .thread = RTIOREQ_THREAD_ATTR_DEFAULT });
+
+	if (!ev)
+		cli_die("--verbose: events: %s", strerror(errno));
+	return ev;
+}

@@ -20,7 +20,7 @@ struct run_opts {
 	uint64_t requests, duration_ns, seed, think_ns, spin_ns;
 	bool hybrid;
 	int pcpus[MAX_POLLERS], producer_cpu, dispatcher_cpu;
-	bool json;
+	bool json, verbose;
 	const char *json_file;
 	const char *profile; /* run PROFILE */
 	bool have_n, producer_given;
@@ -61,6 +61,9 @@ static void run_usage(FILE *f)
 		"  -T, --think=T            vCPU pause between requests: after 1 in 8, up to\n"
 		"                           16*T (mean T); default none\n"
 		"  -j, --json[=FILE]        print one JSON object (to FILE, '-' stdout)\n"
+		"  -V, --verbose            log on stderr what the engine counts (invalid,\n"
+		"                           unclaimed, handler errors, slot moves, poller\n"
+		"                           sleeps...) as it happens, at most every 100 ms\n"
 		"  -h, --help\n"
 		"With a PROFILE (rt-configs/*.yaml) the engine runs as the profile says: pollers,\n"
 		"policies, cpusets, memory locking, cpu_dma_latency; one simulated VM per profile\n"
@@ -87,6 +90,7 @@ static void parse(int argc, char **argv, struct run_opts *o)
 		{ "spin", required_argument, NULL, 'S' },
 		{ "think", required_argument, NULL, 'T' },
 		{ "json", optional_argument, NULL, 'j' },
+		{ "verbose", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -97,7 +101,7 @@ static void parse(int argc, char **argv, struct run_opts *o)
 				.requests = 200000, .seed = 1, .producer_cpu = 0,
 				.dispatcher_cpu = -1, .spin_ns = 50000 };
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":m:v:n:D:P:c:C:d:p:u:s:I:T:j::h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:v:n:D:P:c:C:d:p:u:s:I:T:j::Vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			o->polling = cli_mode("--mode", optarg);
@@ -151,6 +155,7 @@ static void parse(int argc, char **argv, struct run_opts *o)
 			o->json = true;
 			o->json_file = optarg;
 			break;
+		case 'V': o->verbose = true; break;
 		case 'h': run_usage(stdout); exit(0);
 		case ':': cli_die("option %s needs a value", argv[optind - 1]);
 		default:
@@ -234,6 +239,7 @@ int cli_run(int argc, char **argv)
 	struct rtioreq_shm shm;
 	struct run_opts o;
 	struct cli_report rep;
+	struct rtioreq_events *events = NULL;
 	FILE *f = stdout;
 	int r, verdict;
 	uint64_t sleeps = 0;
@@ -248,8 +254,11 @@ int cli_run(int argc, char **argv)
 			.path = o.profile, .requests = o.requests, .duration_ns = o.duration_ns,
 			.seed = o.seed, .unmapped = o.unmapped, .think_ns = o.think_ns,
 			.producer_cpu = o.producer_given ? o.producer_cpu : -1, .json = o.json,
-			.json_file = o.json_file });
+			.json_file = o.json_file, .verbose = o.verbose });
 #endif
+	/* before the run: an unwritable --json path fails now, not after it */
+	if (o.json)
+		f = cli_json_open(o.json_file);
 	oracle = calloc(1, sizeof(*oracle));
 	res = calloc(1, sizeof(*res));
 	dev = calloc(1, sizeof(*dev));
@@ -313,9 +322,12 @@ int cli_run(int argc, char **argv)
 	for (int i = 1; i < 4; i++)
 		sa.producer_cpu[i] = -1;
 	sa.wl = (struct rtioreq_sim_workload){ .gen = rtioreq_exdev_gen, .ctx = oracle };
+	if (o.verbose) /* --verbose: what the engine only counts, as it happens */
+		events = cli_events_start(eng);
 	r = rtioreq_sim_run(&sa, res);
 	if (r)
 		die_errno("simulated hypervisor", -r);
+	rtioreq_events_stop(events);
 	rtioreq_vm_stats(vm, &st);
 	for (unsigned int i = 0; o.polling && i < o.pollers; i++) {
 		struct rtioreq_poller_stats ps;
@@ -327,7 +339,6 @@ int cli_run(int argc, char **argv)
 				   .pollers = o.polling ? o.pollers : 0,
 				   .requested = o.requests, .res = res, .st = &st };
 	if (o.json) {
-		f = cli_json_open(o.json_file);
 		cli_report_json(f, &rep);
 		if (f != stdout)
 			fclose(f);

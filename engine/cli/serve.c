@@ -10,10 +10,12 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -120,6 +122,7 @@ int cli_serve(int argc, char **argv)
 	struct rtioreq_poller *pollers[MAX_POLLERS] = { 0 };
 	const char *name = NULL, *json_file = NULL;
 	bool polling = true, json = false, hybrid = false, have_spin = false;
+	FILE *jf = NULL;
 	unsigned int npollers = 1, npcpus = 0, prio = 0;
 	int pcpus[MAX_POLLERS], dcpu = -1, c, r, ncpu = cli_online_cpus();
 	uint64_t duration = 0, wait_ns = 10000000000ull, ran = 0, spin_ns = 50000, sleeps = 0;
@@ -185,10 +188,15 @@ int cli_serve(int argc, char **argv)
 	if (shm.stale_owner)
 		fprintf(stderr, "rtioreq serve: %s: engine pid %d died without detaching: taking "
 				"over what it left\n", name, (int)shm.stale_owner);
-	/* engine threads inherit the mask: only this thread takes SIGINT/SIGTERM */
+	/* before serving: an unwritable --json path fails now, not after the run */
+	if (json)
+		jf = cli_json_open(json_file);
+	/* engine threads inherit the mask: only this thread takes the signals */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	ea.dispatcher = (struct rtioreq_thread_attr){ .cpu = dcpu,
 						      .policy = prio ? SCHED_FIFO : SCHED_OTHER,
@@ -239,7 +247,7 @@ int cli_serve(int argc, char **argv)
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 
 		if (sig > 0) {
-			why = sig == SIGINT ? "SIGINT" : "SIGTERM";
+			why = strsignal(sig);
 			break;
 		}
 		ran += 100000000;
@@ -268,7 +276,7 @@ int cli_serve(int argc, char **argv)
 		(unsigned long long)st.cleared, (unsigned long long)st.forced,
 		(unsigned long long)st.abandoned, (unsigned long long)st.notified);
 	if (json) {
-		FILE *f = cli_json_open(json_file);
+		FILE *f = jf;
 
 		fputc('{', f);
 		cli_json_meta(f);
@@ -288,6 +296,21 @@ int cli_serve(int argc, char **argv)
 	rtioreq_shm_close(&shm);
 	free(dev);
 	return 0;
+}
+
+/* hv: a signal removes the region (serve then stops too) and ends the process. */
+static sigset_t hv_sigs;
+static const char *hv_shm_name;
+
+static void *hv_watch(void *arg)
+{
+	int sig;
+
+	if (sigwait(&hv_sigs, &sig))
+		return NULL;
+	shm_unlink(hv_shm_name);
+	fprintf(stderr, "rtioreq hv: %s: stopped, %s removed\n", strsignal(sig), hv_shm_name);
+	_exit(128 + sig);
 }
 
 static void hv_usage(FILE *f)
@@ -339,6 +362,8 @@ int cli_hv(int argc, char **argv)
 	struct rtioreq_sim_attr sa;
 	struct rtioreq_shm shm;
 	struct cli_report rep;
+	pthread_t watcher;
+	FILE *jf = NULL;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":S:m:v:n:D:C:u:s:t:j::h", lo, NULL)) != -1) {
@@ -376,12 +401,27 @@ int cli_hv(int argc, char **argv)
 		requests = 0;
 	if (!oracle || !res)
 		cli_die("out of memory");
+	/* before the run: an unwritable --json path fails now, not after it */
+	if (json)
+		jf = cli_json_open(json_file);
+	/* the region is removed also when a signal ends us: a watcher thread takes them */
+	sigemptyset(&hv_sigs);
+	sigaddset(&hv_sigs, SIGINT);
+	sigaddset(&hv_sigs, SIGTERM);
+	sigaddset(&hv_sigs, SIGHUP);
+	sigaddset(&hv_sigs, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &hv_sigs, NULL); /* every thread from here inherits it */
 	r = rtioreq_shm_create(&shm, name, (uint16_t)vcpus);
 	if (r == -EEXIST)
 		cli_die("--shm: %s exists (another hypervisor, or left over: rm /dev/shm%s)", name,
 			name);
 	if (r)
 		cli_die("--shm: cannot create %s: %s", name, strerror(-r));
+	hv_shm_name = name;
+	if (pthread_create(&watcher, NULL, hv_watch, NULL)) {
+		rtioreq_shm_close(&shm);
+		cli_die("signal watcher thread: %s", strerror(errno));
+	}
 	rtioreq_exdev_oracle_init(oracle, seed, unmapped);
 	memset(&sa, 0, sizeof(sa));
 	sa.region = shm.region;
@@ -401,7 +441,7 @@ int cli_hv(int argc, char **argv)
 	rep = (struct cli_report){ .mode = polling ? "polling" : "notify", .vcpus = vcpus,
 				   .requested = requests, .res = res };
 	if (json) {
-		FILE *f = cli_json_open(json_file);
+		FILE *f = jf;
 
 		cli_report_json(f, &rep);
 		if (f != stdout)

@@ -215,6 +215,7 @@ static int client_finish(struct rtioreq_client *c, const struct rtioreq_req *req
 	old = atomic_fetch_and_explicit(&c->inflight, ~b, memory_order_acq_rel); /* F1 */
 	if (!(old & b))
 		return -ENOENT;
+	rtioreq__client_count(c, status);
 	sl = &vm->slot[req->vcpu];
 	if (status < 0) {
 		rtioreq__complete_ones(vm, sl, &sl->st.handler_errors, false);

@@ -44,6 +44,9 @@
  *    Either the sleeper's second load sees the new set, or the ring came after its
  *    first load and the wait returns at once. The reverse order (set, then word) loses
  *    a set published between the two loads (tests/core/test_wakeup.c).
+ *  X1  rt/apply.c: an undo record's live word = 1, release, once written -> X2
+ *  X2  rt/apply.c stop/cleanup (also a signal handler): exchange it with 0,
+ *      acquire; whoever saw 1 undoes the item, exactly once                 <- X1
  * Objects unpublished by M1/S1/V1/O1 are freed or change owner only after an RCU
  * grace period (rcu_pvt.h): a reader never sees a slot, map or VM change under it.
  *
@@ -127,7 +130,19 @@ struct rtioreq_client {
 	pthread_t thread;
 	struct rtioreq_client *next;
 	char name[RTIOREQ_NAME_LEN];
+	/* rtioreq_client_stats(): bumped by whoever completes one of its requests (pollers,
+	 * its thread, waiters: several writers, so a relaxed RMW; no syscall, no lock) */
+	_Atomic uint64_t served __attribute__((aligned(RTIOREQ__CACHELINE)));
+	_Atomic uint64_t handler_errors;
 };
+
+/* Count a request of @c completed with handler status @rc (relaxed: statistics). */
+static inline void rtioreq__client_count(struct rtioreq_client *c, int rc)
+{
+	atomic_fetch_add_explicit(&c->served, 1, memory_order_relaxed);
+	if (rc < 0)
+		atomic_fetch_add_explicit(&c->handler_errors, 1, memory_order_relaxed);
+}
 
 struct rtioreq_vm {
 	struct rtioreq__slot slot[RTIOREQ_IO_REQUEST_MAX];
@@ -388,6 +403,7 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 	if (on_poller && c->handler) {
 		sl->req.value = sl->req.dir == RTIOREQ_DIR_WRITE ? sl->req.value : 0;
 		rc = c->handler(c, &sl->req, c->priv);
+		rtioreq__client_count(c, rc);
 		if (rc < 0) {
 			rtioreq__complete_ones(vm, sl, &sl->st.handler_errors, true);
 			return true;

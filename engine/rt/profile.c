@@ -69,6 +69,10 @@ static const cyaml_strval_t idle_strs[] = {
 	{ "spin", RTIOREQ_PROFILE_IDLE_SPIN },
 	{ "hybrid", RTIOREQ_PROFILE_IDLE_HYBRID },
 };
+static const cyaml_strval_t throttling_strs[] = {
+	{ "keep", RTIOREQ_PROFILE_THROTTLING_KEEP },
+	{ "off", RTIOREQ_PROFILE_THROTTLING_OFF },
+};
 static const cyaml_strval_t range_type_strs[] = {
 	{ "pio", RTIOREQ_PROFILE_PIO },
 	{ "mmio", RTIOREQ_PROFILE_MMIO },
@@ -127,6 +131,9 @@ static const cyaml_schema_field_t device_fields[] = {
 	CYAML_FIELD_STRING("client", OPT, struct rtioreq_profile_device, client, 1),
 	CYAML_FIELD_SEQUENCE_COUNT("ranges", CYAML_FLAG_POINTER, struct rtioreq_profile_device,
 				   ranges, n_ranges, &range_entry, 1, CYAML_UNLIMITED),
+	/* the device model's own keys: checked by pass 2 (a mapping of scalars), kept in
+	 * the index and attached by profile_normalise(); libcyaml skips them */
+	CYAML_FIELD_IGNORE("params", OPT),
 	CYAML_FIELD_END
 };
 static const cyaml_schema_value_t device_entry = {
@@ -148,6 +155,7 @@ static const cyaml_schema_value_t vm_entry = {
 static const cyaml_schema_field_t top_fields[] = {
 	ENUM_FIELD("mode", OPT, struct rtioreq_profile, mode, mode_strs),
 	CYAML_FIELD_BOOL("cpu_dma_latency", OPT, struct rtioreq_profile, cpu_dma_latency),
+	ENUM_FIELD("rt_throttling", OPT, struct rtioreq_profile, rt_throttling, throttling_strs),
 	CYAML_FIELD_SEQUENCE_COUNT("cores", CYAML_FLAG_POINTER, struct rtioreq_profile, cores,
 				   n_cores, &core_entry, 1, CYAML_UNLIMITED),
 	CYAML_FIELD_SEQUENCE_COUNT("vms", CYAML_FLAG_POINTER, struct rtioreq_profile, vms, n_vms,
@@ -191,6 +199,12 @@ struct index_ent {
 	struct pos val;
 };
 
+/* A `params:` entry seen by pass 2, under the device at @owner ("vms[0].devices[1]"). */
+struct param_ent {
+	char *owner;
+	struct rtioreq_profile_param p;
+};
+
 /*
  * Entries by path: an open-addressing hash table of indices into @ents (0: empty, else
  * index + 1), at most half full; a path given twice maps to its last entry.
@@ -202,6 +216,8 @@ struct rtioreq__profile_index {
 	size_t n, cap;
 	uint32_t *slots;
 	size_t nslots; /* a power of two */
+	struct param_ent *params;
+	size_t n_params, cap_params;
 };
 
 /* Only the first PROFILE_MAX_DIAGS diagnostics of a load or a validation are shown. */
@@ -290,6 +306,12 @@ static void index_free(struct rtioreq__profile_index *ix)
 		free(ix->ents[i].path);
 	free(ix->ents);
 	free(ix->slots);
+	for (size_t i = 0; i < ix->n_params; i++) {
+		free(ix->params[i].owner);
+		free(ix->params[i].p.key);
+		free(ix->params[i].p.value);
+	}
+	free(ix->params);
 	free(ix);
 }
 
@@ -495,6 +517,87 @@ static void walk_record(struct walk *w, const char *path, struct pos key, struct
 		w->err = index_add(w->ix, path, key, val);
 }
 
+static int param_add(struct rtioreq__profile_index *ix, const char *owner, const char *key,
+		     const char *value, struct pos at)
+{
+	struct param_ent *e;
+
+	if (ix->n_params == ix->cap_params) {
+		size_t cap = ix->cap_params ? 2 * ix->cap_params : 16;
+
+		e = realloc(ix->params, cap * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		ix->params = e;
+		ix->cap_params = cap;
+	}
+	e = &ix->params[ix->n_params];
+	e->owner = strdup(owner);
+	e->p.key = strdup(key);
+	e->p.value = strdup(value);
+	e->p.line = at.line;
+	e->p.column = at.column;
+	if (!e->owner || !e->p.key || !e->p.value) {
+		free(e->owner);
+		free(e->p.key);
+		free(e->p.value);
+		return -ENOMEM;
+	}
+	ix->n_params++;
+	return 0;
+}
+
+/*
+ * A device's `params:`: free-form for the device model, but a mapping of scalars with
+ * unique scalar keys, so that every value reaches the model as one string with its
+ * position. @path is the params key's path; the owner is the device around it.
+ */
+static void walk_params(struct walk *w, yaml_node_t *n, const char *path)
+{
+	char owner[256];
+	const char *dot = strrchr(path, '.');
+
+	snprintf(owner, sizeof(owner), "%.*s", dot ? (int)(dot - path) : 0, path);
+	if (n->type != YAML_MAPPING_NODE) {
+		emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(n->start_mark),
+		     "%s: expected a mapping of the device model's parameters (e.g. "
+		     "{ irq: 5, bitrate: 500000 }), got %s", path, node_kind(n));
+		return;
+	}
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = yaml_document_get_node(w->doc, pr->key);
+		yaml_node_t *v = yaml_document_get_node(w->doc, pr->value);
+		bool dup = false;
+
+		if (!k || !v)
+			continue;
+		if (k->type != YAML_SCALAR_NODE || !scalar(k)[0]) {
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(k->start_mark),
+			     "%s: a parameter name must be a word, not %s", path,
+			     k->type == YAML_SCALAR_NODE ? "empty" : node_kind(k));
+			continue;
+		}
+		if (v->type != YAML_SCALAR_NODE) {
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(v->start_mark),
+			     "%s.%s: expected a scalar (a number or a word), got %s", path,
+			     scalar(k), node_kind(v));
+			continue;
+		}
+		for (size_t i = 0; i < w->ix->n_params && !dup; i++)
+			dup = !strcmp(w->ix->params[i].owner, owner) &&
+			      !strcmp(w->ix->params[i].p.key, scalar(k));
+		if (dup) {
+			emit(w->sink, RTIOREQ_PROFILE_ERROR, mark_pos(k->start_mark),
+			     "duplicate key '%s' in %s", scalar(k), path);
+			continue;
+		}
+		if (!w->err)
+			w->err = param_add(w->ix, owner, scalar(k), scalar(v),
+					   mark_pos(v->start_mark));
+	}
+}
+
 static void walk_mapping(struct walk *w, const cyaml_schema_field_t *fields, yaml_node_t *n,
 			 char *path, size_t plen, const char *name)
 {
@@ -606,6 +709,9 @@ static void walk_value(struct walk *w, const cyaml_schema_value_t *v, yaml_node_
 				     "%s: '%s' is not one of: %s", name,
 				     e->type == YAML_SCALAR_NODE ? scalar(e) : node_kind(e), words);
 		}
+		break;
+	case CYAML_IGNORE: /* only `params:` */
+		walk_params(w, n, path);
 		break;
 	case CYAML_MAPPING:
 		if (n->type != YAML_MAPPING_NODE) {
@@ -903,6 +1009,59 @@ void rtioreq__profile_cyaml_report(const char *log, cyaml_err_t err, char *what,
 	}
 }
 
+/*
+ * Move the `params:` entries pass 2 kept into their devices (the index keeps nothing:
+ * the strings change owner). Paths are "vms[i].devices[j]", as walk_value() builds them.
+ */
+static int params_attach(struct rtioreq_profile *p)
+{
+	struct rtioreq__profile_index *ix = p->index;
+
+	for (size_t i = 0; i < ix->n_params; i++) {
+		struct param_ent *e = &ix->params[i];
+		struct rtioreq_profile_device *d;
+		struct rtioreq_profile_param *np;
+		unsigned int v, k;
+		int end = 0;
+
+		if (sscanf(e->owner, "vms[%u].devices[%u]%n", &v, &k, &end) != 2 ||
+		    e->owner[end] || v >= p->n_vms || k >= p->vms[v].n_devices)
+			continue; /* cannot happen: pass 2 and libcyaml agree on the shape */
+		d = &p->vms[v].devices[k];
+		np = realloc(d->params, (d->n_params + 1) * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		d->params = np;
+		d->params[d->n_params++] = e->p;
+		e->p.key = e->p.value = NULL;
+	}
+	return 0;
+}
+
+static void params_free(struct rtioreq_profile *p)
+{
+	for (unsigned int v = 0; p->vms && v < p->n_vms; v++)
+		for (unsigned int k = 0; p->vms[v].devices && k < p->vms[v].n_devices; k++) {
+			struct rtioreq_profile_device *d = &p->vms[v].devices[k];
+
+			for (unsigned int i = 0; i < d->n_params; i++) {
+				free(d->params[i].key);
+				free(d->params[i].value);
+			}
+			free(d->params);
+			d->params = NULL;
+			d->n_params = 0;
+		}
+}
+
+const char *rtioreq_profile_param(const struct rtioreq_profile_device *dev, const char *key)
+{
+	for (unsigned int i = 0; dev && key && i < dev->n_params; i++)
+		if (!strcmp(dev->params[i].key, key))
+			return dev->params[i].value;
+	return NULL;
+}
+
 /* Defaults that are not zero, and the `vcpu: N` form turned into a one-entry list. */
 static int profile_normalise(struct rtioreq_profile *p)
 {
@@ -933,7 +1092,7 @@ static int profile_normalise(struct rtioreq_profile *p)
 				memcpy(vm->devices[j].client, vm->devices[j].name,
 				       sizeof(vm->devices[j].client));
 	}
-	return 0;
+	return params_attach(p);
 }
 
 static const cyaml_config_t *cyaml_cfg(struct cylog *log, cyaml_config_t *cfg)
@@ -955,6 +1114,7 @@ void rtioreq_profile_free(struct rtioreq_profile *p)
 
 	if (!p)
 		return;
+	params_free(p); /* not in the schema: libcyaml does not know them */
 	free(p->path);
 	index_free(p->index);
 	p->path = NULL;
@@ -1678,6 +1838,7 @@ int rtioreq_profile_plan_build(const struct rtioreq_profile *p, struct rtioreq_p
 		return r;
 	out->mode = p->mode;
 	out->cpu_dma_latency = p->cpu_dma_latency;
+	out->rt_throttling = p->rt_throttling;
 	for (unsigned int i = 0; i < p->n_vms; i++)
 		ns += (unsigned int)p->vms[i].vcpus;
 	out->threads = calloc(p->n_cores + 2, sizeof(*out->threads));
@@ -1741,9 +1902,12 @@ int rtioreq_profile_print_plan(const struct rtioreq_profile *p, FILE *out)
 	if (r)
 		return r;
 	fprintf(out, "# profile %s\n", p->path);
-	fprintf(out, "engine: mode %s, cpu_dma_latency %s\n",
+	fprintf(out, "engine: mode %s, cpu_dma_latency %s, rt_throttling %s\n",
 		plan.mode == RTIOREQ_PROFILE_POLLING ? "polling" : "notify",
-		plan.cpu_dma_latency ? "held at 0" : "not held");
+		plan.cpu_dma_latency ? "held at 0" : "not held",
+		plan.rt_throttling == RTIOREQ_PROFILE_THROTTLING_OFF	? "off for the run"
+		: plan.rt_throttling == RTIOREQ_PROFILE_THROTTLING_KEEP ? "kept"
+									: "not given");
 	fprintf(out, "threads:\n");
 	for (unsigned int i = 0; i < plan.n_threads; i++) {
 		const struct rtioreq_profile_plan_thread *t = &plan.threads[i];
@@ -1798,6 +1962,9 @@ int rtioreq_profile_print_plan(const struct rtioreq_profile *p, FILE *out)
 				fprintf(out, " %s 0x%" PRIx64 "..0x%" PRIx64,
 					range_names[dev->ranges[k].type], dev->ranges[k].start,
 					dev->ranges[k].end);
+			for (unsigned int k = 0; k < dev->n_params; k++)
+				fprintf(out, "%s %s=%s", k ? "," : "; params", dev->params[k].key,
+					dev->params[k].value);
 			fputc('\n', out);
 		}
 	}

@@ -28,8 +28,10 @@
  * sets its allowed CPUs to the cpuset's CPUs; moving it back to the root sets them to
  * the root's CPUs. An affinity chosen before the attach is not restored.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -787,4 +789,139 @@ bool rtioreq_rt_permitted(int priority, char *why, size_t why_len)
 		why_add(&w, "SCHED_FIFO/RR priority %d needs root, CAP_SYS_NICE or RLIMIT_RTPRIO >= "
 			    "%d (now %s)", priority, priority, now);
 	return false;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Real-time throttling */
+
+#define RT_SYSCTL_DEFAULT "/proc/sys/kernel"
+
+int rtioreq_rt_throttle_get(const char *dir, struct rtioreq_rt_throttle *t)
+{
+	char v[32], *end;
+	int r;
+
+	dir = dir ? dir : RT_SYSCTL_DEFAULT;
+	r = read_line(dir, "sched_rt_runtime_us", v, sizeof(v));
+	if (r < 0)
+		return r;
+	errno = 0;
+	t->runtime_us = strtoll(v, &end, 10);
+	if (errno || end == v || *end)
+		return -EINVAL;
+	r = read_line(dir, "sched_rt_period_us", v, sizeof(v));
+	if (r < 0)
+		return r;
+	errno = 0;
+	t->period_us = strtoll(v, &end, 10);
+	if (errno || end == v || *end || t->period_us <= 0)
+		return -EINVAL;
+	return 0;
+}
+
+bool rtioreq_rt_throttle_active(const struct rtioreq_rt_throttle *t)
+{
+	return t->runtime_us >= 0 && t->runtime_us < t->period_us;
+}
+
+/* Async-signal-safe (open/write/close, digits by hand: no stdio in a signal handler). */
+int rtioreq_rt_throttle_set(const char *dir, long long runtime_us)
+{
+	static const char file[] = "/sched_rt_runtime_us";
+	unsigned long long u = runtime_us < 0 ? 0ull - (unsigned long long)runtime_us
+					      : (unsigned long long)runtime_us;
+	char v[24], digits[24], p[300];
+	size_t len = 0, dl;
+	int fd, e, nd = 0;
+	ssize_t n;
+
+	do {
+		digits[nd++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (runtime_us < 0)
+		v[len++] = '-';
+	while (nd)
+		v[len++] = digits[--nd];
+	dir = dir ? dir : RT_SYSCTL_DEFAULT;
+	dl = strlen(dir);
+	if (dl + sizeof(file) > sizeof(p))
+		return -ENAMETOOLONG;
+	memcpy(p, dir, dl);
+	memcpy(p + dl, file, sizeof(file));
+	/* O_TRUNC: a no-op for the sysctl, needed for a stand-in regular file */
+	fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, v, len);
+	e = errno;
+	close(fd);
+	if (n < 0)
+		return -e;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Stale cpusets */
+
+/* "<prefix>-<pid>-..." -> pid, or -1 when @name is not of that form. */
+static long stale_owner(const char *name, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+	char *end;
+	long pid;
+
+	if (strncmp(name, prefix, pl) || name[pl] != '-' || name[pl + 1] < '1' ||
+	    name[pl + 1] > '9')
+		return -1;
+	errno = 0;
+	pid = strtol(name + pl + 1, &end, 10);
+	if (errno || pid <= 0 || *end != '-')
+		return -1;
+	return pid;
+}
+
+int rtioreq_rt_cpuset_sweep(const struct rtioreq_rt_roots *roots, const char *prefix,
+			    char *report, size_t report_len)
+{
+	const char *root;
+	enum rtioreq_rt_backend b = detect(roots, &root, NULL, 0);
+	struct rt_why w;
+	struct dirent *de;
+	int removed = 0, r = 0;
+	DIR *d;
+
+	why_init(&w, report, report_len);
+	if (b == RTIOREQ_RT_CPUSET_NONE)
+		return 0;
+	prefix = prefix ? prefix : "rtioreq";
+	d = opendir(root);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		struct rtioreq_rt_cpuset cs = { .backend = b };
+		long pid = stale_owner(de->d_name, prefix);
+
+		if (pid < 0 || de->d_type != DT_DIR)
+			continue;
+		/* alive (or not ours to judge: EPERM means it exists) */
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if ((size_t)snprintf(cs.path, sizeof(cs.path), "%s/%s", root, de->d_name) >=
+			    sizeof(cs.path) ||
+		    (size_t)snprintf(cs.rel, sizeof(cs.rel), "/%s", de->d_name) >= sizeof(cs.rel))
+			continue;
+		snprintf(cs.parent, sizeof(cs.parent), "%s", root);
+		r = rtioreq_rt_cpuset_remove(&cs);
+		if (r) {
+			why_add(&w, "%scannot remove stale %s/%s (process %ld is gone): %s",
+				w.off ? "; " : "", root, de->d_name, pid, strerror(-r));
+			break;
+		}
+		why_add(&w, "%sremoved stale %s/%s (process %ld is gone)", w.off ? "; " : "", root,
+			de->d_name, pid);
+		removed++;
+	}
+	closedir(d);
+	return r ? r : removed;
 }

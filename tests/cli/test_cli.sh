@@ -57,6 +57,13 @@ grep -q "^requests 200000  completed 200000  lost 0  duplicated 0" "$tmp/demo.tx
 	{ echo "FAIL: --duration run"; fail=1; }
 grep -qF '"ok": true' "$tmp/d.json" || { echo "FAIL: --json=FILE: $(cat "$tmp/d.json")"; fail=1; }
 
+# --verbose: the events the engine only counted, on stderr (5% of requests unclaimed)
+"$bin" run -V -n 20k >"$tmp/v.out" 2>"$tmp/v.err" || { echo "FAIL: run -V exit $?"; fail=1; }
+grep -q "^rtioreq run: event: VM 1 vCPU [0-9]*: unclaimed x[0-9]* (total [0-9]*)$" "$tmp/v.err" &&
+	grep -q "^requests 20000  completed 20000" "$tmp/v.out" ||
+	{ echo "FAIL: run -V: $(cat "$tmp/v.err")"; fail=1; }
+echo "ok: run --verbose: $(head -1 "$tmp/v.err")"
+
 bad() { # expected-stderr-substring args...
 	want="$1"
 	shift
@@ -220,5 +227,137 @@ if [ "$(nproc)" -ge 2 ]; then
 	fi
 	echo "ok: SIGINT: $(cat "$tmp/prof.err"); cpuset $cs gone"
 fi
+
+# Issue 10 defect 7 / issue 14 item 8: every way a profile run ends restores the machine.
+rt_runtime() { cat /proc/sys/kernel/sched_rt_runtime_us 2>/dev/null || echo none; }
+own_cpusets() { ls -d /sys/fs/cgroup/cpuset/rtioreq-"$1"-* 2>/dev/null; }
+if [ "$(nproc)" -ge 2 ] && [ "$(id -u)" -eq 0 ]; then
+	rt0=$(rt_runtime)
+	# SIGHUP and SIGQUIT clean up like SIGINT and SIGTERM
+	for sig in HUP QUIT TERM; do
+		: >"$tmp/sig.txt" # now: the background job's own redirection is asynchronous
+		"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/sig.txt" 2>"$tmp/sig.err" &
+		pid=$!
+		i=0
+		while ! grep -q "^rtio-poll0: tid" "$tmp/sig.txt" && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill -$sig $pid
+		wait $pid
+		rc=$?
+		left=$(own_cpusets $pid)
+		if [ $rc -lt 129 ] || [ -n "$left" ] || [ "$(rt_runtime)" != "$rt0" ]; then
+			echo "FAIL: SIG$sig: exit $rc, cpusets left: '$left', sched_rt_runtime_us" \
+				"$(rt_runtime) (was $rt0): $(cat "$tmp/sig.err")"
+			fail=1
+			rmdir $left 2>/dev/null
+			[ "$rt0" = none ] || echo "$rt0" >/proc/sys/kernel/sched_rt_runtime_us
+		else
+			echo "ok: SIG$sig: exit $rc, nothing left: $(tail -1 "$tmp/sig.err")"
+		fi
+	done
+	# an unwritable --json path fails at once, before anything is created
+	for args in "-D 3s $src/rt-configs/dev-2cpu.yaml" "-D 3s"; do
+		t0=$(date +%s%N)
+		"$bin" run --json="$tmp/no/such/dir.json" $args >"$tmp/out" 2>"$tmp/err" &
+		pid=$!
+		wait $pid
+		rc=$?
+		ms=$((($(date +%s%N) - t0) / 1000000))
+		left=$(own_cpusets $pid)
+		if [ $rc -ne 2 ] || [ $ms -gt 2000 ] || [ -n "$left" ] || [ "$(rt_runtime)" != "$rt0" ] ||
+			! grep -q -- "--json: cannot write" "$tmp/err"; then
+			echo "FAIL: run --json=unwritable $args: exit $rc after $ms ms, cpusets" \
+				"'$left', sched_rt_runtime_us $(rt_runtime): $(cat "$tmp/err")"
+			fail=1
+			rmdir $left 2>/dev/null
+			[ "$rt0" = none ] || echo "$rt0" >/proc/sys/kernel/sched_rt_runtime_us
+		else
+			echo "ok: run --json=unwritable $args: exit 2 after $ms ms: $(cat "$tmp/err")"
+		fi
+	done
+	# a cpuset left by a killed run (its process is gone) is removed by the next run
+	if [ -f /sys/fs/cgroup/cpuset/cpuset.cpus ]; then
+		sh -c 'exit 0' &
+		dead=$!
+		wait $dead
+		stale=/sys/fs/cgroup/cpuset/rtioreq-$dead-cpu1
+		mkdir "$stale" && echo 1 >"$stale/cpuset.cpus" &&
+			cat /sys/fs/cgroup/cpuset/cpuset.mems >"$stale/cpuset.mems" &&
+			echo 1 >"$stale/cpuset.cpu_exclusive"
+		"$bin" run -n 20k "$src/rt-configs/dev-2cpu.yaml" >"$tmp/st.txt" 2>"$tmp/st.err"
+		rc=$?
+		if [ -d "$stale" ] || [ $rc -ne 0 ] ||
+			! grep -q "^rtio-poll0: .*cpuset /rtioreq-[0-9]*-cpu1$" "$tmp/st.txt"; then
+			echo "FAIL: stale cpuset $stale: exit $rc, $(cat "$tmp/st.txt" "$tmp/st.err")"
+			rmdir "$stale" 2>/dev/null
+			fail=1
+		else
+			echo "ok: stale cpuset removed: $(grep stale "$tmp/st.err")"
+		fi
+	fi
+	# real-time throttling: named by check --host; a profile that does not say is refused
+	if [ "$rt0" != none ] && [ "$rt0" -ge 0 ]; then
+		sed '/^rt_throttling:/d' "$src/rt-configs/dev-2cpu.yaml" >"$tmp/nothrottle.yaml"
+		"$bin" check --host "$tmp/nothrottle.yaml" >"$tmp/out" 2>"$tmp/err"
+		rc=$?
+		[ $rc -eq 2 ] && grep -q "sched_rt_runtime_us is $rt0 .* rt_throttling: off" "$tmp/err" ||
+			{ echo "FAIL: check --host without rt_throttling: exit $rc $(cat "$tmp/err")"; fail=1; }
+		"$bin" run -n 1k "$tmp/nothrottle.yaml" >"$tmp/out" 2>"$tmp/err"
+		rc=$?
+		if [ $rc -eq 2 ] && grep -q "for [0-9]* ms of every [0-9]* ms" "$tmp/err"; then
+			echo "ok: throttled RT poller refused: $(head -1 "$tmp/err")"
+		else
+			echo "FAIL: run without rt_throttling: exit $rc $(cat "$tmp/err")"
+			fail=1
+		fi
+		"$bin" check --host "$src/rt-configs/dev-2cpu.yaml" | grep -q "^host: .*rt_throttling: off sets it to -1" ||
+			{ echo "FAIL: check --host dev-2cpu names no throttling"; fail=1; }
+		# off: -1 while running, restored after
+		: >"$tmp/sig.txt" # now: the background job's own redirection is asynchronous
+		"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/sig.txt" 2>"$tmp/sig.err" &
+		pid=$!
+		i=0
+		while ! grep -q "^rtio-poll0: tid" "$tmp/sig.txt" && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		during=$(rt_runtime)
+		kill -INT $pid
+		wait $pid
+		if [ "$during" = -1 ] && [ "$(rt_runtime)" = "$rt0" ]; then
+			echo "ok: rt_throttling: off: sched_rt_runtime_us -1 during the run, $rt0 after"
+		else
+			echo "FAIL: rt_throttling off: $during during, $(rt_runtime) after (was $rt0)"
+			fail=1
+			echo "$rt0" >/proc/sys/kernel/sched_rt_runtime_us
+		fi
+	fi
+fi
+
+# hv removes its /dev/shm region when a signal stops it
+for sig in INT:2 TERM:15; do
+	num=${sig#*:}
+	sig=${sig%:*}
+	name="/rtioreq-clitest-sig-$$"
+	"$bin" hv -S "$name" -D 60s >/dev/null 2>"$tmp/hv.err" &
+	pid=$!
+	i=0
+	while [ ! -e "/dev/shm$name" ] && [ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -$sig $pid
+	wait $pid
+	rc=$?
+	if [ -e "/dev/shm$name" ] || [ $rc -ne $((128 + num)) ]; then
+		echo "FAIL: hv SIG$sig: exit $rc, /dev/shm$name $(ls /dev/shm$name 2>&1)"
+		rm -f "/dev/shm$name"
+		fail=1
+	else
+		echo "ok: hv SIG$sig: $(cat "$tmp/hv.err")"
+	fi
+done
 
 exit $fail

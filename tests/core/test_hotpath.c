@@ -74,7 +74,26 @@ static void run_sim(struct h_vm *h, struct rtioreq_exdev_oracle *o, uint64_t n, 
 	free(res);
 }
 
-static void test_polling_steady_state_is_clean(void **state)
+/* Events callback: runs on the events thread; sums what it is told. */
+struct ev_sum {
+	_Atomic uint64_t unclaimed, calls;
+};
+
+static void ev_count(void *ctx, const struct rtioreq_event *e)
+{
+	struct ev_sum *s = ctx;
+
+	atomic_fetch_add(&s->calls, 1);
+	if (e->kind == RTIOREQ_EVENT_UNCLAIMED)
+		atomic_fetch_add(&s->unclaimed, e->count);
+}
+
+/*
+ * @events: with an events thread reporting every 5 ms (the workload sends 5% of its
+ * requests to an unclaimed port, so there is something to report each period): the
+ * poller's steady state must be just as clean, and every unclaimed request reported.
+ */
+static void steady_state(bool events, uint64_t n)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct rtioreq_thread_attr ta = { .cpu = ncpu > 1 ? (int)ncpu - 1 : -1 };
@@ -86,6 +105,9 @@ static void test_polling_steady_state_is_clean(void **state)
 	uint64_t v[HYG_NCTR], served, allocs;
 	struct h_vm h;
 	pid_t tid;
+	struct rtioreq_events *ev = NULL;
+	struct rtioreq_vm_stats st0 = { 0 }, st1 = { 0 };
+	struct ev_sum sum = { 0 };
 
 	h_vm_start(&h, 16);
 	assert_int_equal(rtioreq_exdev_attach(dev, h.vm), 0);
@@ -103,17 +125,34 @@ static void test_polling_steady_state_is_clean(void **state)
 	 * wake per grace period; seen once in CI without this barrier).
 	 */
 	rtioreq__rcu_barrier();
-
+	if (events) {
+		ev = rtioreq_events_start(h.eng, &(struct rtioreq_events_attr){
+			.fn = ev_count, .ctx = &sum, .period_ms = 5,
+			.thread = { .cpu = ncpu > 1 ? 0 : -1 } });
+		assert_non_null(ev);
+		rtioreq_vm_stats(h.vm, &st0);
+	}
 	counters_open(&k, tid);
 	rtioreq_poller_stats(p, &s0);
 	atomic_store(&hyg_watched_allocs, 0);
 	atomic_store(&hyg_watched_tid, tid);
 	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_ENABLE), 0);
-	run_sim(&h, o, 1000000, ncpu > 1 ? 0 : -1);
+	run_sim(&h, o, n, ncpu > 1 ? 0 : -1);
 	assert_int_equal(hyg_ctl(&k, PERF_EVENT_IOC_DISABLE), 0);
 	atomic_store(&hyg_watched_tid, 0);
 	rtioreq_poller_stats(p, &s1);
 	assert_int_equal(hyg_read(&k, v), 0);
+	if (events) {
+		rtioreq_events_stop(ev); /* a last comparison: everything reported */
+		rtioreq_vm_stats(h.vm, &st1);
+		print_message("events: %lu callbacks, %lu unclaimed reported, %lu counted\n",
+			      (unsigned long)atomic_load(&sum.calls),
+			      (unsigned long)atomic_load(&sum.unclaimed),
+			      (unsigned long)(st1.unclaimed - st0.unclaimed));
+		assert_true(atomic_load(&sum.calls) >= 1);
+		assert_int_equal(atomic_load(&sum.unclaimed), st1.unclaimed - st0.unclaimed);
+		assert_true(st1.unclaimed > st0.unclaimed);
+	}
 	served = s1.served - s0.served;
 	allocs = atomic_load(&hyg_watched_allocs);
 	print_message("poller thread %d over %lu requests (%lu loops): %lu syscalls%s, "
@@ -124,7 +163,7 @@ static void test_polling_steady_state_is_clean(void **state)
 		      (unsigned long)v[HYG_FAULTS], (unsigned long)v[HYG_CTXSW],
 		      HYG_COUNT_ALLOCS ? "" : "(not counted under sanitizers) ",
 		      (unsigned long)allocs);
-	assert_int_equal(served, 1000000);
+	assert_int_equal(served, n);
 	if (COUNT_SYSCALLS)
 		assert_int_equal(v[HYG_SYSCALLS], 0);
 	assert_int_equal(v[HYG_FAULTS], 0);
@@ -252,12 +291,23 @@ static void test_polling_syscalls_under_churn(void **state)
 	free(dev);
 }
 
+static void test_polling_steady_state_is_clean(void **state)
+{
+	steady_state(false, 1000000);
+}
+
+static void test_polling_steady_state_with_events(void **state)
+{
+	steady_state(true, 300000); /* 300k: the TSan build stays within its timeout */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counters_see_what_they_should),
 		cmocka_unit_test(test_polling_steady_state_is_clean),
 		cmocka_unit_test(test_polling_syscalls_under_churn),
+		cmocka_unit_test(test_polling_steady_state_with_events),
 	};
 
 	if (geteuid() != 0)

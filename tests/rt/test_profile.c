@@ -278,6 +278,67 @@ static const struct bad bad_validate[] = {
 	  "bad-spin-us.yaml:9:5: spin_us is only valid with idle: hybrid (idle is spin)" },
 };
 
+/*
+ * A device's params: reach the device model as strings with their positions; what
+ * rtioreq checks of them (a mapping of scalars, unique keys) and rt_throttling's words
+ * fail with one located error each.
+ */
+static void test_params(void **state)
+{
+	static const struct {
+		const char *file, *want;
+	} bad[] = {
+		{ "bad-params-list.yaml",
+		  "bad-params-list.yaml:13:17: vms[0].devices[0].params: expected a mapping" },
+		{ "bad-params-nested.yaml", "bad-params-nested.yaml:13:24: "
+					    "vms[0].devices[0].params.irq: expected a scalar" },
+		{ "bad-params-dup.yaml",
+		  "bad-params-dup.yaml:13:27: duplicate key 'irq' in vms[0].devices[0].params" },
+		{ "bad-throttling.yaml",
+		  "bad-throttling.yaml:3:16: rt_throttling: 'maybe' is not one of: keep, off" },
+	};
+	struct diags g = { .len = 0 };
+	struct rtioreq_profile_plan plan;
+	const struct rtioreq_profile_device *can, *wdt;
+	struct rtioreq_profile *p = load_ok(PROFILES "params.yaml", &g);
+	cpu_set_t all;
+
+	all_cpus(&all);
+	assert_int_equal(rtioreq_profile_validate_cpus(p, true, &all), 0);
+	assert_int_equal(p->rt_throttling, RTIOREQ_PROFILE_THROTTLING_KEEP);
+	assert_int_equal(p->vms[0].n_devices, 2);
+	can = &p->vms[0].devices[0];
+	wdt = &p->vms[0].devices[1];
+	assert_int_equal(can->n_params, 3);
+	assert_string_equal(can->params[0].key, "irq");
+	assert_string_equal(can->params[0].value, "5");
+	assert_int_equal(can->params[0].line, 19);
+	assert_int_equal(can->params[0].column, 16);
+	assert_string_equal(rtioreq_profile_param(can, "bitrate"), "500000");
+	assert_string_equal(rtioreq_profile_param(can, "mode"), "loopback"); /* unquoted */
+	assert_null(rtioreq_profile_param(can, "nope"));
+	assert_int_equal(wdt->n_params, 0);
+	assert_null(wdt->params);
+	assert_null(rtioreq_profile_param(wdt, "irq"));
+	assert_int_equal(rtioreq_profile_plan_build(p, &plan), 0);
+	assert_int_equal(plan.rt_throttling, RTIOREQ_PROFILE_THROTTLING_KEEP);
+	rtioreq_profile_plan_free(&plan);
+	rtioreq_profile_free(p);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char path[512];
+
+		memset(&g, 0, sizeof(g));
+		snprintf(path, sizeof(path), "%s%s", PROFILES, bad[i].file);
+		errno = 0;
+		assert_null(rtioreq_profile_load(path, collect, &g));
+		assert_int_equal(errno, EINVAL);
+		if (g.errors != 1)
+			fail_msg("%s: %u errors, expected 1:\n%s", path, g.errors, g.text);
+		assert_diag(&g, bad[i].want);
+	}
+}
+
 static void test_bad_load(void **state)
 {
 	for (size_t i = 0; i < sizeof(bad_load) / sizeof(bad_load[0]); i++) {
@@ -637,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_alias_bomb),	 cmocka_unit_test(test_reader_errors),
 		cmocka_unit_test(test_deep_nesting),	 cmocka_unit_test(test_big_profiles),
 		cmocka_unit_test(test_not_regular),
+		cmocka_unit_test(test_params),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

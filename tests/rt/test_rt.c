@@ -913,6 +913,79 @@ static void test_permitted_rt_runtime_zero(void **state)
 	wait_child(pid);
 }
 
+/*
+ * sched_rt_runtime_us through a stand-in directory: read, the "throttles at all" rule,
+ * written (negative and positive) and read back; errors for what is not there.
+ */
+static void test_throttle(void **state)
+{
+	struct rtioreq_rt_throttle t;
+	char dir[PATH_MAX];
+
+	mk_subdir(dir, sizeof(dir), "sysctl");
+	assert_int_equal(rtioreq_rt_throttle_get(dir, &t), -ENOENT);
+	put_file(dir, "sched_rt_runtime_us", "950000\n");
+	put_file(dir, "sched_rt_period_us", "1000000\n");
+	assert_int_equal(rtioreq_rt_throttle_get(dir, &t), 0);
+	assert_int_equal(t.runtime_us, 950000);
+	assert_int_equal(t.period_us, 1000000);
+	assert_true(rtioreq_rt_throttle_active(&t));
+	assert_int_equal(rtioreq_rt_throttle_set(dir, -1), 0);
+	assert_int_equal(rtioreq_rt_throttle_get(dir, &t), 0);
+	assert_int_equal(t.runtime_us, -1);
+	assert_false(rtioreq_rt_throttle_active(&t));
+	assert_int_equal(rtioreq_rt_throttle_set(dir, 1000000), 0);
+	assert_int_equal(rtioreq_rt_throttle_get(dir, &t), 0);
+	assert_int_equal(t.runtime_us, 1000000);
+	assert_false(rtioreq_rt_throttle_active(&t)); /* the whole period: never stops */
+	assert_int_equal(rtioreq_rt_throttle_set(dir, 950000), 0);
+	assert_int_equal(rtioreq_rt_throttle_get(dir, &t), 0);
+	assert_int_equal(t.runtime_us, 950000);
+	put_file(dir, "sched_rt_period_us", "x\n");
+	assert_int_equal(rtioreq_rt_throttle_get(dir, &t), -EINVAL);
+	assert_int_equal(rtioreq_rt_throttle_set("/nonexistent-rtioreq", -1), -ENOENT);
+	/* the real one reads (its value is the machine's) */
+	if (access("/proc/sys/kernel/sched_rt_runtime_us", R_OK) == 0)
+		assert_int_equal(rtioreq_rt_throttle_get(NULL, &t), 0);
+}
+
+/*
+ * A cpuset named after a process that is gone (a killed run) is swept; one named after
+ * a live process (this one), and names of another form, are not.
+ */
+static void test_cpuset_sweep(void **state)
+{
+	char dead_dir[PATH_MAX], live_dir[PATH_MAX], other_dir[PATH_MAX], mems[256], report[512];
+	pid_t dead;
+	int st;
+
+	if (!cg1_usable())
+		skip();
+	dead = fork();
+	assert_true(dead >= 0);
+	if (!dead)
+		_exit(0);
+	assert_int_equal(waitpid(dead, &st, 0), dead);
+	assert_int_equal(get_line(CG1 "/cpuset.mems", mems, sizeof(mems)), 0);
+	snprintf(dead_dir, sizeof(dead_dir), CG1 "/rtioreq-%d-cpu0", (int)dead);
+	snprintf(live_dir, sizeof(live_dir), CG1 "/rtioreq-%d-cpu0", (int)getpid());
+	snprintf(other_dir, sizeof(other_dir), CG1 "/rtioreq-x%d-cpu0", (int)dead);
+	assert_int_equal(mkdir(dead_dir, 0755), 0);
+	assert_int_equal(mkdir(live_dir, 0755), 0);
+	assert_int_equal(mkdir(other_dir, 0755), 0);
+	assert_int_equal(rtioreq_rt_cpuset_sweep(NULL, NULL, report, sizeof(report)), 1);
+	if (!strstr(report, "removed stale") || !strstr(report, dead_dir + strlen(CG1)))
+		fail_msg("report: %s", report);
+	assert_int_equal(access(dead_dir, F_OK), -1);
+	assert_int_equal(access(live_dir, F_OK), 0);
+	assert_int_equal(access(other_dir, F_OK), 0);
+	assert_int_equal(rmdir(live_dir), 0);
+	assert_int_equal(rmdir(other_dir), 0);
+	/* nothing stale: 0 and an empty report */
+	assert_int_equal(rtioreq_rt_cpuset_sweep(NULL, "rtioreq-none", report, sizeof(report)), 0);
+	assert_string_equal(report, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest detect[] = {
@@ -931,6 +1004,8 @@ int main(void)
 		cmocka_unit_test(test_dma_latency),
 		cmocka_unit_test(test_lock_memory),
 		cmocka_unit_test(test_prefault),
+		cmocka_unit_test(test_throttle),
+		cmocka_unit_test(test_cpuset_sweep),
 		cmocka_unit_test(test_permitted_root),
 		cmocka_unit_test(test_permitted_nobody),
 		cmocka_unit_test_teardown(test_permitted_rt_runtime_zero, rt_grp_teardown),

@@ -65,6 +65,18 @@ enum rtioreq_profile_idle {
 	RTIOREQ_PROFILE_IDLE_HYBRID, /**< spin spin_us, then sleep (NEED_WAKEUP handshake) */
 };
 
+/**
+ * Real-time throttling (/proc/sys/kernel/sched_rt_runtime_us): the kernel stops every
+ * SCHED_FIFO/RR thread of a CPU for (period - runtime) of each period once they used
+ * their runtime; a spinning real-time poller always does (50 ms of every second with the
+ * default 950000 of 1000000). Key `rt_throttling` (docs/profiles.md).
+ */
+enum rtioreq_profile_throttling {
+	RTIOREQ_PROFILE_THROTTLING_UNSET, /**< not given: a throttled real-time poller is refused */
+	RTIOREQ_PROFILE_THROTTLING_KEEP,  /**< accept the kernel's throttling (reported) */
+	RTIOREQ_PROFILE_THROTTLING_OFF,	  /**< sched_rt_runtime_us = -1 for the run, restored */
+};
+
 /** `type:` of a device range. */
 enum rtioreq_profile_range_type {
 	RTIOREQ_PROFILE_PIO,  /**< port I/O: 0..0xffff */
@@ -102,13 +114,31 @@ struct rtioreq_profile_range {
 	uint64_t end; /**< `end:` inclusive */
 };
 
+/**
+ * One entry of a device's free-form `params:` mapping (an IRQ line, a bitrate): rtioreq
+ * checks only that it is a mapping of scalars with unique keys, the meaning is the
+ * device model's (it gets them through the bind callback of rtioreq_profile_apply()).
+ * \p line / \p column locate the value, for the model's own "file:line:column" errors.
+ */
+struct rtioreq_profile_param {
+	char *key;   /**< the key */
+	char *value; /**< the scalar as written (YAML quoting removed) */
+	unsigned int line;   /**< of the value, 1-based */
+	unsigned int column; /**< of the value, 1-based */
+};
+
 /** One `devices:` entry of a VM. */
 struct rtioreq_profile_device {
 	char name[RTIOREQ_NAME_LEN]; /**< `name:` */
 	char client[RTIOREQ_NAME_LEN]; /**< the client serving it; defaults to name */
 	struct rtioreq_profile_range *ranges; /**< `ranges:` */
 	unsigned int n_ranges; /**< entries in ranges */
+	struct rtioreq_profile_param *params; /**< `params:`, in file order; NULL if none */
+	unsigned int n_params; /**< entries in params */
 };
+
+/** Value of parameter \p key of \p dev, or NULL when the profile does not give it. */
+const char *rtioreq_profile_param(const struct rtioreq_profile_device *dev, const char *key);
 
 /** One `vms:` entry. */
 struct rtioreq_profile_vm {
@@ -126,6 +156,7 @@ struct rtioreq_profile {
 	char *path; /**< as given to rtioreq_profile_load(); used in diagnostics */
 	enum rtioreq_profile_mode mode; /**< `mode:` */
 	bool cpu_dma_latency; /**< hold /dev/cpu_dma_latency at 0 while running */
+	enum rtioreq_profile_throttling rt_throttling; /**< `rt_throttling:` */
 	struct rtioreq_profile_core *cores; /**< `cores:` */
 	unsigned int n_cores; /**< entries in cores */
 	struct rtioreq_profile_vm *vms; /**< `vms:` */
@@ -223,6 +254,7 @@ struct rtioreq_profile_plan_slot {
 struct rtioreq_profile_plan {
 	enum rtioreq_profile_mode mode; /**< the profile's mode */
 	bool cpu_dma_latency; /**< hold /dev/cpu_dma_latency at 0 */
+	enum rtioreq_profile_throttling rt_throttling; /**< the profile's `rt_throttling:` */
 	struct rtioreq_engine_attr engine; /**< dispatcher and client threads' attrs */
 	struct rtioreq_profile_plan_thread *threads; /**< pollers first, then dispatcher, clients */
 	unsigned int n_threads; /**< entries in threads */

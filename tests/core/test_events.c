@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Events and per-client counters: each counted outcome (unclaimed, handler error,
+ * invalid), a slot moving to a poller and back, and a hybrid poller's sleeps are reported
+ * once, with their counts, on the events thread; the cap per period sums the rest into
+ * one DROPPED event; a callback may call control functions (it holds no engine lock).
+ */
+#include <pthread.h>
+
+#include "harness.h"
+
+#define MAXEV 256
+
+struct rec {
+	pthread_mutex_t lock;
+	struct rtioreq_event ev[MAXEV];
+	unsigned int n;
+	pthread_t thread;
+	struct rtioreq_vm *vm; /* for the control call from the callback */
+	int ctl;
+};
+
+static void record(void *ctx, const struct rtioreq_event *e)
+{
+	struct rec *r = ctx;
+	struct rtioreq_vm *vm;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->n < MAXEV)
+		r->ev[r->n++] = *e;
+	r->thread = pthread_self();
+	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_lock(&r->lock);
+	vm = e->kind == RTIOREQ_EVENT_UNCLAIMED ? r->vm : NULL;
+	pthread_mutex_unlock(&r->lock);
+	if (vm) {
+		/* a control call from the callback: must not deadlock */
+		int ctl = rtioreq_vm_set_poller(vm, 1, NULL);
+
+		pthread_mutex_lock(&r->lock);
+		r->ctl = ctl;
+		r->vm = NULL;
+		pthread_mutex_unlock(&r->lock);
+	}
+}
+
+static int ctl_of(struct rec *r)
+{
+	int v;
+
+	pthread_mutex_lock(&r->lock);
+	v = r->ctl;
+	pthread_mutex_unlock(&r->lock);
+	return v;
+}
+
+static uint64_t sum(struct rec *r, enum rtioreq_event_kind k, int vcpu)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (unsigned int i = 0; i < r->n; i++)
+		if (r->ev[i].kind == k && (vcpu < 0 || r->ev[i].vcpu == vcpu))
+			n += r->ev[i].count;
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+static int h_fail(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
+{
+	return -EIO;
+}
+
+static void test_counted_outcomes(void **state)
+{
+	struct rec r = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct rtioreq_client_stats cs;
+	struct rtioreq_client *good, *bad;
+	struct rtioreq_events *ev;
+	struct h_vm h;
+
+	h_vm_start(&h, 2);
+	good = mk_client(h.vm, "good", h_const, 7, false);
+	bad = mk_client(h.vm, "bad", h_fail, 0, false);
+	assert_int_equal(rtioreq_range_add(good, RTIOREQ_TYPE_PORTIO, 0x10, 0x10), 0);
+	assert_int_equal(rtioreq_range_add(bad, RTIOREQ_TYPE_PORTIO, 0x20, 0x20), 0);
+	h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x99, 1, 0); /* before: not news */
+	ev = rtioreq_events_start(h.eng, &(struct rtioreq_events_attr){
+		.fn = record, .ctx = &r, .period_ms = 10, .thread = RTIOREQ_THREAD_ATTR_DEFAULT });
+	assert_non_null(ev);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(h_io(&h, 1, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x99, 1, 0),
+				 0xff);
+	assert_int_equal(h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x20, 1, 0), 0xff);
+	h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_WRITE, 0x20, 1, 1);
+	assert_int_equal(h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x10, 1, 0), 7);
+	h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x10, 3, 0); /* size 3: invalid */
+	rtioreq_events_stop(ev); /* reports the last period */
+	assert_int_equal(sum(&r, RTIOREQ_EVENT_UNCLAIMED, 1), 3);
+	assert_int_equal(sum(&r, RTIOREQ_EVENT_UNCLAIMED, 0), 0);
+	assert_int_equal(sum(&r, RTIOREQ_EVENT_HANDLER_ERROR, 0), 2);
+	assert_int_equal(sum(&r, RTIOREQ_EVENT_INVALID, 0), 1);
+	assert_false(pthread_equal(r.thread, pthread_self())); /* on the events thread */
+	rtioreq_client_stats(good, &cs);
+	assert_int_equal(cs.served, 1);
+	assert_int_equal(cs.handler_errors, 0);
+	rtioreq_client_stats(bad, &cs);
+	assert_int_equal(cs.served, 2);
+	assert_int_equal(cs.handler_errors, 2);
+	assert_string_equal(rtioreq_event_name(RTIOREQ_EVENT_SLOT_MOVED), "slot moved");
+	h_vm_stop(&h);
+}
+
+static void test_moves_sleeps_cap_and_control(void **state)
+{
+	struct rec r = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct rtioreq_events *ev;
+	struct rtioreq_poller *p;
+	struct h_vm h;
+	uint64_t before;
+	bool back = false;
+	pid_t tid;
+
+	h_vm_start(&h, 2);
+	p = rtioreq_poller_create(h.eng, &(struct rtioreq_thread_attr)RTIOREQ_THREAD_ATTR_DEFAULT);
+	assert_non_null(p);
+	tid = rtioreq_poller_tid(p);
+	rtioreq_poller_set_idle(p, 1000); /* hybrid: sleeps after 1 us idle */
+	ev = rtioreq_events_start(h.eng, &(struct rtioreq_events_attr){
+		.fn = record, .ctx = &r, .period_ms = 10, .max_per_period = 2,
+		.thread = RTIOREQ_THREAD_ATTR_DEFAULT });
+	assert_non_null(ev);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 0, p), 0);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 1, p), 0);
+	h_sleep_ms(30);
+	/* a poller with work sleeps again after each burst */
+	for (int i = 0; i < 5; i++) {
+		h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x99, 1, 0);
+		h_sleep_ms(2);
+	}
+	h_sleep_ms(30);
+	before = sum(&r, RTIOREQ_EVENT_UNCLAIMED, 0) + sum(&r, RTIOREQ_EVENT_DROPPED, -1);
+	pthread_mutex_lock(&r.lock);
+	r.vm = h.vm; /* from now on an unclaimed read makes the callback move slot 1 back */
+	r.ctl = 1;
+	pthread_mutex_unlock(&r.lock);
+	h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x99, 1, 0);
+	for (int i = 0; i < 400 && ctl_of(&r); i++)
+		h_sleep_ms(5);
+	assert_int_equal(ctl_of(&r), 0); /* the callback's control call returned 0 */
+	pthread_mutex_lock(&r.lock);
+	r.vm = NULL;
+	pthread_mutex_unlock(&r.lock);
+	assert_true(sum(&r, RTIOREQ_EVENT_UNCLAIMED, 0) + sum(&r, RTIOREQ_EVENT_DROPPED, -1) >
+		    before);
+	h_sleep_ms(30);
+	rtioreq_events_stop(ev);
+	pthread_mutex_lock(&r.lock);
+	for (unsigned int i = 0; i < r.n; i++)
+		print_message("event %s vm %u vcpu %d tid %d count %llu\n",
+			      rtioreq_event_name(r.ev[i].kind), r.ev[i].vm_id, r.ev[i].vcpu,
+			      (int)r.ev[i].poller_tid, (unsigned long long)r.ev[i].count);
+	pthread_mutex_unlock(&r.lock);
+	/* both slots moved to the poller (one event each, maybe a period apart) and slot 1
+	 * back to the fallback path by the callback */
+	assert_true(sum(&r, RTIOREQ_EVENT_SLOT_MOVED, 0) + sum(&r, RTIOREQ_EVENT_DROPPED, -1) >= 1);
+	assert_true(sum(&r, RTIOREQ_EVENT_SLOT_MOVED, 1) + sum(&r, RTIOREQ_EVENT_DROPPED, -1) >= 1);
+	assert_true(sum(&r, RTIOREQ_EVENT_POLLER_SLEPT, -1) + sum(&r, RTIOREQ_EVENT_DROPPED, -1) >= 1);
+	pthread_mutex_lock(&r.lock);
+	for (unsigned int i = 0; i < r.n; i++) {
+		if (r.ev[i].kind == RTIOREQ_EVENT_POLLER_SLEPT)
+			assert_int_equal(r.ev[i].poller_tid, tid);
+		back |= r.ev[i].kind == RTIOREQ_EVENT_SLOT_MOVED && r.ev[i].vcpu == 1 &&
+			r.ev[i].poller_tid == 0;
+	}
+	pthread_mutex_unlock(&r.lock);
+	assert_true(back || sum(&r, RTIOREQ_EVENT_DROPPED, -1)); /* moved back by the callback */
+	h_vm_stop(&h);
+}
+
+/* More changes in one period than the cap: the rest are summed into one DROPPED. */
+static void test_cap(void **state)
+{
+	struct rec r = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct rtioreq_events *ev;
+	struct h_vm h;
+
+	h_vm_start(&h, 4);
+	ev = rtioreq_events_start(h.eng, &(struct rtioreq_events_attr){
+		.fn = record, .ctx = &r, .period_ms = 60000, .max_per_period = 2,
+		.thread = RTIOREQ_THREAD_ATTR_DEFAULT });
+	assert_non_null(ev);
+	for (uint16_t v = 0; v < 4; v++)
+		h_io(&h, v, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x99, 1, 0);
+	rtioreq_events_stop(ev); /* one period: 4 unclaimed sources, cap 2 */
+	assert_int_equal(r.n, 3);
+	assert_int_equal(sum(&r, RTIOREQ_EVENT_UNCLAIMED, -1), 2);
+	assert_int_equal(sum(&r, RTIOREQ_EVENT_DROPPED, -1), 2);
+	h_vm_stop(&h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_counted_outcomes),
+		cmocka_unit_test(test_moves_sleeps_cap_and_control),
+		cmocka_unit_test(test_cap),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
