@@ -3,7 +3,7 @@
 # Run the can-watchdog example on its profile and check what it promises: every frame
 # and kick served, the poller SCHED_FIFO on the profile's CPU (as root, on 2+ CPUs), and
 # no cpuset and no changed sched_rt_runtime_us left after a normal exit or a SIGINT.
-# usage: run-check.sh [BINARY [PROFILE]]
+# usage: check.sh [BINARY [PROFILE]]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/can-watchdog}
