@@ -50,6 +50,9 @@ struct rtioreq_req {
 	uint64_t value;	    /* write: data (masked to size); read: handler fills it */
 	uint8_t bus, dev, func; /* PCICFG only */
 	uint8_t completion_polling; /* as read once from the slot */
+	/* opaque identity of this take (a per-slot generation): rtioreq_client_complete()
+	 * claims the request by it, so a stale completion never reaches a later request */
+	uint64_t tag;
 };
 
 /*
