@@ -188,10 +188,10 @@ static int h_gated(struct rtioreq_client *c, struct rtioreq_req *req, void *priv
 	return 0;
 }
 
-/* Opens the gate 300 ms after start, whatever the test thread is blocked in. */
+/* Opens the gate 1 s after start, whatever the test thread is blocked in. */
 static void *gate_opener(void *arg)
 {
-	h_sleep_ms(300);
+	h_sleep_ms(1000);
 	atomic_store(&gate, 1);
 	return NULL;
 }
@@ -210,18 +210,24 @@ static int u64_cmp(const void *a, const void *b)
 
 /*
  * Item 4: VM A detaches while its fallback handler is stuck (the detach waits for the
- * client thread to drain). Control calls on VM B (slot moves across a grace period,
- * client create, range add, clear, client destroy) return without waiting for A: each
- * kind's median under 5 ms, none above 100 ms (A's handler is released only after
- * 300 ms). Before the fix every call waited for A's whole detach (engine lock).
+ * client thread to drain; the handler is released 1 s after the detach starts).
+ * Control calls on VM B return without waiting for A: those that need no grace period
+ * (vm_start, client create, range add, clear) in 5 ms (median of 5), those that wait
+ * for one (slot move, client destroy) within 500 ms (a grace period on this shared box,
+ * not A's second). Before the fix the first slot move waited for A's whole detach
+ * (the engine lock): 280 ms with a 300 ms gate.
  */
+enum { K_MOVE, K_DESTROY, K_START, K_CREATE, K_RANGE, K_CLEAR, K_N };
+
 static void test_detach_does_not_stall_other_vm(void **state)
 {
+	static const char *const name[K_N] = { "set_poller", "client_destroy", "vm_start",
+					       "client_create", "range_add", "vm_clear" };
 	struct rtioreq_client *slow, *c;
 	struct rtioreq_poller *p;
 	struct h_vm a, b;
 	pthread_t t, opener;
-	uint64_t ns[5][5], v;
+	uint64_t ns[K_N][5], v, s;
 	void *rc;
 
 	atomic_store(&gate, 0);
@@ -237,37 +243,45 @@ static void test_detach_does_not_stall_other_vm(void **state)
 		h_sleep_ms(1);
 	assert_int_equal(pthread_create(&opener, NULL, gate_opener, NULL), 0);
 	assert_int_equal(pthread_create(&t, NULL, do_detach, a.vm), 0);
+	assert_int_equal(rtioreq_range_add(mk_client(b.vm, "srv", h_const, 0x42, false), PIO,
+					   0x60, 0x60),
+			 0);
 	h_sleep_ms(20); /* the detach is now waiting for the slow handler */
 	for (int i = 0; i < 5; i++) {
-		uint64_t s = h_now_ns();
-
+		s = h_now_ns();
 		assert_int_equal(rtioreq_vm_set_poller(b.vm, 0, i & 1 ? NULL : p), 0);
-		ns[0][i] = h_now_ns() - s;
+		ns[K_MOVE][i] = h_now_ns() - s;
 		s = h_now_ns();
-		c = mk_client(b.vm, "c", h_const, 0x42, false);
-		ns[1][i] = h_now_ns() - s;
+		assert_int_equal(rtioreq_vm_start(b.vm), 0);
+		ns[K_START][i] = h_now_ns() - s;
 		s = h_now_ns();
-		assert_int_equal(rtioreq_range_add(c, PIO, 0x60, 0x60), 0);
-		ns[2][i] = h_now_ns() - s;
+		c = mk_client(b.vm, "c", NULL, 0, false); /* blocking: no thread to start */
+		ns[K_CREATE][i] = h_now_ns() - s;
+		s = h_now_ns();
+		assert_int_equal(rtioreq_range_add(c, PIO, 0x61, 0x61), 0);
+		ns[K_RANGE][i] = h_now_ns() - s;
 		s = h_now_ns();
 		assert_int_equal(rtioreq_vm_clear(b.vm, 0), 0);
-		ns[3][i] = h_now_ns() - s;
-		assert_int_equal(h_io(&b, 1, PIO, RD, 0x60, 1, 0), 0x42);
+		ns[K_CLEAR][i] = h_now_ns() - s;
+		assert_int_equal(h_io(&b, 1, PIO, RD, 0x60, 1, 0), 0x42); /* B serves */
 		s = h_now_ns();
 		assert_int_equal(rtioreq_client_destroy(c), 0);
-		ns[4][i] = h_now_ns() - s;
+		ns[K_DESTROY][i] = h_now_ns() - s;
 	}
+	assert_int_equal(atomic_load(&gate), 0); /* all of it while A was still detaching */
 	pthread_join(opener, NULL);
 	pthread_join(t, &rc);
 	assert_int_equal((intptr_t)rc, 0);
 	assert_true(h_wait(&a, 0, PIO, &v, 1000));
 	assert_int_equal(v, 0x77);
-	for (int k = 0; k < 5; k++) {
+	for (int k = 0; k < K_N; k++) {
 		qsort(ns[k], 5, sizeof(ns[k][0]), u64_cmp);
-		print_message("call kind %d during another VM's detach: median %lu us, max %lu us\n",
-			      k, (unsigned long)(ns[k][2] / 1000), (unsigned long)(ns[k][4] / 1000));
-		assert_true(ns[k][2] < 5000000ull);
-		assert_true(ns[k][4] < 100000000ull);
+		print_message("%s on VM B during VM A's detach: median %lu us, max %lu us\n",
+			      name[k], (unsigned long)(ns[k][2] / 1000),
+			      (unsigned long)(ns[k][4] / 1000));
+		assert_true(ns[k][4] < 500000000ull);
+		if (k >= K_START)
+			assert_true(ns[k][2] < 5000000ull);
 	}
 	assert_int_equal(rtioreq_poller_destroy(p), 0);
 	rtioreq_vm_detach(b.vm);
