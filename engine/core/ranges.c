@@ -92,9 +92,15 @@ void rtioreq__rcu_worker_put(int cpu)
 		struct call_rcu_data *w =
 			atomic_load_explicit(&rcu_worker, memory_order_relaxed); /* under lock */
 
+		bool online = rcu_state() == RCU_ONLINE; /* an embedder's qsbr thread */
+
 		atomic_store_explicit(&rcu_worker, NULL, memory_order_relaxed); /* under lock */
-		urcu_qsbr_barrier(); /* its queue is empty: nothing moves to the default */
+		rtioreq__rcu_barrier(); /* its queue is empty: nothing moves to the default */
+		if (online) /* freeing joins the worker, which may wait for a grace period */
+			urcu_qsbr_thread_offline();
 		urcu_qsbr_call_rcu_data_free(w);
+		if (online)
+			urcu_qsbr_thread_online();
 	}
 	pthread_mutex_unlock(&rcu_worker_lock);
 }

@@ -413,15 +413,41 @@ static void control_all(struct h_vm *h, uint16_t id)
 	rtioreq_shm_close(&shm2);
 }
 
+/* An engine of its own, with the process's pinned RCU worker, created and destroyed
+ * on the embedder's thread. */
+static void engine_cycle(void)
+{
+	struct rtioreq_engine_attr ea = {
+		.dispatcher = RTIOREQ_THREAD_ATTR_DEFAULT, .clients = RTIOREQ_THREAD_ATTR_DEFAULT,
+		.rcu = { .cpu = 0 }
+	};
+	struct h_vm h2;
+
+	assert_int_equal(rtioreq_shm_create(&h2.shm, NULL, 1), 0);
+	h2.eng = rtioreq_engine_create(&ea);
+	assert_non_null(h2.eng);
+	h2.vm = rtioreq_vm_attach(h2.eng, &(struct rtioreq_vm_attr){
+						  .id = 1, .vcpu_num = 1, .page = &h2.shm.region->page,
+						  .chan = &h2.shm.region->chan });
+	assert_non_null(h2.vm);
+	assert_int_equal(rtioreq_range_add(mk_client(h2.vm, "e", h_const, 0x21, false), PIO,
+					   0x60, 0x60),
+			 0);
+	assert_int_equal(h_io(&h2, 0, PIO, RD, 0x60, 1, 0), 0x21);
+	h_vm_stop(&h2);
+}
+
 static void *qsbr_embedder(void *arg)
 {
 	struct h_vm *h = arg;
 
 	urcu_qsbr_register_thread();
 	control_all(h, 7); /* online */
+	engine_cycle();
 	urcu_qsbr_quiescent_state();
 	urcu_qsbr_thread_offline();
 	control_all(h, 8); /* offline */
+	engine_cycle();
 	urcu_qsbr_thread_online();
 	urcu_qsbr_unregister_thread();
 	return NULL;
