@@ -52,7 +52,7 @@ struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *a
 		errno = -r;
 		return NULL;
 	}
-	pthread_mutex_init(&eng->lock, NULL);
+	rtioreq__mutex_init_pi(&eng->lock); /* handlers may attach VMs, create pollers */
 	pthread_mutex_init(&eng->zlock, NULL);
 	r = rtioreq__dispatch_start(eng);
 	if (r) {
@@ -170,7 +170,8 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 		    attr->paused ? 0u : (uint32_t)((1u << attr->vcpu_num) - 1));
 	atomic_init(&vm->refs, 1); /* the engine's, until detach */
 	pthread_mutex_init(&vm->place_lock, NULL);
-	pthread_mutex_init(&vm->lock, NULL);
+	/* handlers on real-time pollers take it (range updates): priority inheritance */
+	rtioreq__mutex_init_pi(&vm->lock);
 
 	pthread_mutex_lock(&eng->lock);
 	for (uint32_t i = 0; i < eng->nvms; i++)
