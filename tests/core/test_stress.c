@@ -486,13 +486,15 @@ static int mov_handler(struct rtioreq_client *c, struct rtioreq_req *r, void *pr
 	struct lc *l = priv;
 
 	if (r->type == RTIOREQ_TYPE_PORTIO) { /* MOV_CTL write: move the window */
-		uint64_t old = atomic_load(&l->mov_base), nb = old == MOV_A ? MOV_B : MOV_A;
+		uint64_t old, nb;
 		int e;
 
 		/* the device's own register is single-owner: a write racing with another
 		 * (one on the poller, one on the client thread) is dropped */
 		if (atomic_exchange(&l->moving, 1))
 			return 0;
+		old = atomic_load(&l->mov_base); /* after the exchange: the current base */
+		nb = old == MOV_A ? MOV_B : MOV_A;
 		e = rtioreq_range_del(c, RTIOREQ_TYPE_MMIO, old, old + 0xfff);
 		if (!e)
 			e = rtioreq_range_add(c, RTIOREQ_TYPE_MMIO, nb, nb + 0xfff);
@@ -500,6 +502,8 @@ static int mov_handler(struct rtioreq_client *c, struct rtioreq_req *r, void *pr
 			atomic_store(&l->mov_base, nb);
 			atomic_fetch_add(&l->moves, 1);
 		} else if (e != -ENODEV) { /* -ENODEV: the VM is being detached */
+			print_message("range move %#lx -> %#lx: %d\n", (unsigned long)old,
+				      (unsigned long)nb, e);
 			atomic_fetch_add(&l->move_errors, 1);
 		}
 		atomic_store(&l->moving, 0);
