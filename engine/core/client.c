@@ -4,7 +4,9 @@
  * on a VM with a handler (run inline on pollers, on its own thread on the fallback path)
  * or without one (an embedder's threads take its requests with rtioreq_client_wait()).
  * Every routing change builds a new range table and publishes it (M1); takers see it on
- * their next request. Locks: vm->lock only (see engine.c for the order).
+ * their next request. Locks: vm->lock, never held across a grace period, a join or a
+ * sleep, so handlers may update ranges (see engine.c for the order); eng->zlock nests
+ * inside it. Lifetimes (references, zombies): engine_pvt.h.
  */
 #include <errno.h>
 #include <limits.h>
@@ -33,6 +35,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 		return NULL;
 	memset(c, 0, sizeof(*c));
 	c->vm = vm;
+	atomic_init(&c->refs, 1); /* the owner's handle */
 	c->handler = attr->handler;
 	c->priv = attr->priv;
 	c->is_default = attr->is_default;
@@ -62,6 +65,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	}
 	if (m)
 		rtioreq__map_publish(&vm->map, m);
+	rtioreq__vm_get(vm); /* the client's, until it is freed */
 	c->next = vm->clients;
 	vm->clients = c;
 	pthread_mutex_unlock(&vm->lock);
@@ -80,15 +84,14 @@ static void client_withdraw_unlock(struct rtioreq_client *c)
 	rtioreq__map_publish(&vm->map, m);
 	pthread_mutex_unlock(&vm->lock);
 	rtioreq__rcu_synchronize(); /* no taker can assign to c after this */
-	/* DYING: waiters drain what is pending, then leave */
-	atomic_fetch_or_explicit(&c->pending, RTIOREQ__DYING, memory_order_release);
-	rtioreq__futex_wake(&c->pending, INT_MAX, false);
 }
 
 int rtioreq_client_shutdown(struct rtioreq_client *c)
 {
 	struct rtioreq_vm *vm = c->vm;
 
+	if (rtioreq__rcu_is_reader())
+		return -EDEADLK; /* a grace period would wait for this poller */
 	pthread_mutex_lock(&vm->lock);
 	if (c->shut) {
 		pthread_mutex_unlock(&vm->lock);
@@ -96,54 +99,81 @@ int rtioreq_client_shutdown(struct rtioreq_client *c)
 	}
 	c->shut = true;
 	client_withdraw_unlock(c);
+	/* DYING: waiters drain what is pending, then leave */
+	atomic_fetch_or_explicit(&c->pending, RTIOREQ__DYING, memory_order_release);
+	rtioreq__futex_wake(&c->pending, INT_MAX, false);
 	return 0;
 }
 
-/* Destroy @c, claimed (destroying) by the caller; vm->lock not held. */
-int rtioreq__client_destroy_claimed(struct rtioreq_client *c)
+static void client_unlink(struct rtioreq_client *c)
 {
-	struct rtioreq_vm *vm = c->vm;
-	pthread_mutex_lock(&vm->lock);
-	c->shut = true; /* withdrawing again after a shutdown is harmless */
-	client_withdraw_unlock(c);
-	if (c->has_thread) {
-		pthread_join(c->thread, NULL); /* drains its pending requests first */
-	} else {
-		for (unsigned int t = 0; t < RTIOREQ_CLEAR_TIMEOUT_MS; t++) {
-			/* acquire: pairs with F1, a finished request's completion is visible */
-			if (!(atomic_load_explicit(&c->pending, memory_order_acquire) &
-			      RTIOREQ__VCPU_MASK) &&
-			    !atomic_load_explicit(&c->inflight, memory_order_acquire))
-				break;
-			rtioreq__sleep_ms(1);
-		}
-		rtioreq__client_force(c);
-		while (atomic_load_explicit(&c->users, memory_order_acquire))
-			rtioreq__sleep_ms(1); /* waiters were woken by DYING and are leaving */
-	}
-	pthread_mutex_lock(&vm->lock);
-	for (struct rtioreq_client **pp = &vm->clients; *pp; pp = &(*pp)->next)
+	for (struct rtioreq_client **pp = &c->vm->clients; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
 			break;
 		}
+}
+
+void rtioreq__client_detached(struct rtioreq_client *c)
+{
+	struct rtioreq_vm *vm = c->vm;
+	struct rtioreq_engine *eng = vm->eng;
+	bool released;
+
+	pthread_mutex_lock(&vm->lock);
+	client_unlink(c);
+	c->torn = true;
+	released = c->owner_released;
+	if (!released) { /* embedder threads may still call it: keep it until let go */
+		pthread_mutex_lock(&eng->zlock);
+		c->znext = eng->zombies;
+		eng->zombies = c;
+		pthread_mutex_unlock(&eng->zlock);
+	}
 	pthread_mutex_unlock(&vm->lock);
-	free(c);
-	return 0;
+	if (released)
+		rtioreq__client_put(c); /* the owner's handle, handed over by its destroy */
 }
 
 int rtioreq_client_destroy(struct rtioreq_client *c)
 {
 	struct rtioreq_vm *vm = c->vm;
-	bool busy;
+	struct rtioreq_engine *eng = vm->eng;
 
+	if (rtioreq__tls_client == c || rtioreq__rcu_is_reader())
+		return -EDEADLK; /* would join itself / wait for a grace period on a poller */
 	pthread_mutex_lock(&vm->lock);
-	busy = c->destroying;
+	if (c->owner_released) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	c->owner_released = true;
+	if (c->destroying) { /* VM detach tears it down (torn: it has) */
+		bool torn = c->torn;
+
+		if (torn) {
+			pthread_mutex_lock(&eng->zlock);
+			for (struct rtioreq_client **pp = &eng->zombies; *pp; pp = &(*pp)->znext)
+				if (*pp == c) {
+					*pp = c->znext;
+					break;
+				}
+			pthread_mutex_unlock(&eng->zlock);
+		}
+		pthread_mutex_unlock(&vm->lock);
+		if (torn)
+			rtioreq__client_put(c); /* else detach puts the owner's handle */
+		return 0;
+	}
 	c->destroying = true;
+	c->shut = true; /* withdrawing again after a shutdown is harmless */
+	client_withdraw_unlock(c);
+	rtioreq__client_teardown(c);
+	pthread_mutex_lock(&vm->lock);
+	client_unlink(c);
 	pthread_mutex_unlock(&vm->lock);
-	if (busy)
-		return -EBUSY; /* VM detach got there first and frees it */
-	return rtioreq__client_destroy_claimed(c);
+	rtioreq__client_put(c); /* the owner's handle: freed once no thread holds it */
+	return 0;
 }
 
 const char *rtioreq_client_name(const struct rtioreq_client *c)
@@ -163,7 +193,7 @@ int rtioreq_range_add(struct rtioreq_client *c, uint32_t type, uint64_t start, u
 	if (c->is_default)
 		return -EINVAL;
 	pthread_mutex_lock(&vm->lock);
-	if (c->shut)
+	if (c->shut || vm->detaching)
 		r = -ENODEV;
 	else
 		r = rtioreq__map_add(atomic_load_explicit(&vm->map, memory_order_relaxed), type,
@@ -181,8 +211,11 @@ int rtioreq_range_del(struct rtioreq_client *c, uint32_t type, uint64_t start, u
 	int r;
 
 	pthread_mutex_lock(&vm->lock);
-	r = rtioreq__map_del(atomic_load_explicit(&vm->map, memory_order_relaxed), type, start,
-			     end, c, &m);
+	if (vm->detaching)
+		r = -ENODEV;
+	else
+		r = rtioreq__map_del(atomic_load_explicit(&vm->map, memory_order_relaxed), type,
+				     start, end, c, &m);
 	if (!r)
 		rtioreq__map_publish(&vm->map, m);
 	pthread_mutex_unlock(&vm->lock);
@@ -196,8 +229,10 @@ int rtioreq_range_conflict(struct rtioreq_vm *vm, uint32_t type, uint64_t start,
 	int found;
 
 	pthread_mutex_lock(&vm->lock);
-	found = rtioreq__map_conflict(atomic_load_explicit(&vm->map, memory_order_relaxed), type,
-				      start, end, &r);
+	found = vm->detaching ? 0
+			      : rtioreq__map_conflict(atomic_load_explicit(&vm->map,
+								   memory_order_relaxed),
+						      type, start, end, &r);
 	if (found) {
 		if (other_start)
 			*other_start = r.start;

@@ -9,12 +9,15 @@
  * engine_pvt.h.
  */
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/engine_pvt.h"
 #include "sys/fence_pvt.h"
+#include "sys/clock_pvt.h"
+#include "sys/hook_pvt.h"
 #include "sys/futex_pvt.h"
 #include "sys/hook_pvt.h"
 #include "sys/thread_pvt.h"
@@ -161,40 +164,133 @@ void rtioreq__dispatch_stop(struct rtioreq_engine *eng)
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* Lifetimes (engine_pvt.h, "Lifetimes"; R1) */
+
+__thread struct rtioreq_client *rtioreq__tls_client;
+
+void rtioreq__vm_get(struct rtioreq_vm *vm)
+{
+	/* relaxed: the caller already holds a reference (or the engine's list lock) */
+	atomic_fetch_add_explicit(&vm->refs, 1, memory_order_relaxed);
+}
+
+void rtioreq__vm_put(struct rtioreq_vm *vm)
+{
+	/* R1: acq_rel: release for our uses, acquire for everyone's if we free (a fence
+	 * would do, but ThreadSanitizer does not model fences) */
+	if (atomic_fetch_sub_explicit(&vm->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	/* detach already freed the map and let go of the page and channel */
+	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->place_lock);
+	free(vm);
+}
+
+void rtioreq__client_get(struct rtioreq_client *c)
+{
+	/* relaxed: the caller already holds a reference */
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void rtioreq__client_put(struct rtioreq_client *c)
+{
+	struct rtioreq_vm *vm = c->vm;
+
+	/* R1: acq_rel: release for our uses, acquire for everyone's if we free (a fence
+	 * would do, but ThreadSanitizer does not model fences) */
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	free(c);
+	rtioreq__vm_put(vm);
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* Clients: taking, completing and forcing assigned requests */
 
-/* Take the next request assigned to @c. 0, or -ENODEV once shut down and drained. */
+/* TK: leave the transit window; wake a forcing call that sleeps on it. */
+static void transit_leave(struct rtioreq_client *c)
+{
+	/* TK: release, after W2 (or after a failed W1) */
+	uint32_t old = atomic_fetch_sub_explicit(&c->taking, 1, memory_order_release);
+
+	if (old == (RTIOREQ__TK_SLEEPER | 1)) {
+		/* relaxed: the futex wake orders nothing; the sleeper re-reads with acquire */
+		atomic_fetch_and_explicit(&c->taking, ~RTIOREQ__TK_SLEEPER, memory_order_relaxed);
+		rtioreq__futex_wake(&c->taking, INT_MAX, false);
+	}
+}
+
+/*
+ * TK, forcing side: wait until no waiter is between W1 and W2. The window is a few
+ * instructions, unless the waiter was preempted there (a lower-priority thread, a
+ * hook in the tests): spin briefly, then sleep on the word (the last waiter to leave
+ * wakes us; the 10 ms bound is only a backstop), so a real-time forcing call never
+ * starves the waiter it waits for.
+ */
+static void transit_wait(struct rtioreq_client *c)
+{
+	const struct timespec ms = { 0, 10000000 };
+
+	for (unsigned int i = 0;; i++) {
+		/* TK: acquire, pairs with the waiter's release decrement after W2 */
+		uint32_t t = atomic_load_explicit(&c->taking, memory_order_acquire);
+
+		if (!(t & ~RTIOREQ__TK_SLEEPER))
+			return;
+		if (i < 256) {
+			rtioreq__cpu_relax();
+			continue;
+		}
+		/* relaxed: only a request for a wake-up; the load above orders */
+		if (!(t & RTIOREQ__TK_SLEEPER) &&
+		    !atomic_compare_exchange_weak_explicit(&c->taking, &t, t | RTIOREQ__TK_SLEEPER,
+							   memory_order_relaxed,
+							   memory_order_relaxed))
+			continue;
+		rtioreq__futex_wait(&c->taking, t | RTIOREQ__TK_SLEEPER, &ms, false);
+	}
+}
+
+/* Take the next request assigned to @c. 0; -ENODEV once shut down and drained;
+ * -ESHUTDOWN once torn down (destroyed, or its VM detached). */
 static int client_take(struct rtioreq_client *c, struct rtioreq_req *req)
 {
 	for (;;) {
 		uint32_t p, bits, b;
+		uint16_t v;
 
 		/* TK: in transit from here to W2 (relaxed: ordered by the W1 CAS below, which
-		 * client_force's F1 on pending synchronizes with) */
+		 * client_force's F2 on pending synchronizes with) */
 		atomic_fetch_add_explicit(&c->taking, 1, memory_order_relaxed);
 		/* W1: pairs with A1, makes slot.req of the assigned vCPU visible */
 		p = atomic_load_explicit(&c->pending, memory_order_acquire);
 		bits = p & RTIOREQ__VCPU_MASK;
 		if (!bits) {
-			atomic_fetch_sub_explicit(&c->taking, 1, memory_order_release); /* TK */
+			transit_leave(c);
+			if (p & RTIOREQ__DEAD)
+				return -ESHUTDOWN;
 			if (p & RTIOREQ__DYING)
 				return -ENODEV;
 			rtioreq__futex_wait(&c->pending, p, NULL, false);
 			continue;
 		}
 		b = bits & -bits;
-		/* W1 CAS: acq_rel, so a force whose F1 on pending follows it sees taking */
+		/* W1 CAS: acq_rel, so a force whose F2 on pending follows it sees taking */
 		if (!atomic_compare_exchange_weak_explicit(&c->pending, &p, p & ~b,
 							   memory_order_acq_rel,
 							   memory_order_relaxed)) {
-			atomic_fetch_sub_explicit(&c->taking, 1, memory_order_release); /* TK */
+			transit_leave(c);
 			continue;
 		}
-		/* copy before W2: once inflight, a forcing call may complete and the slot
+		RTIOREQ__HOOK("client.take.transit", c);
+		v = (uint16_t)__builtin_ctz(b);
+		/* copy before W2: once claimable, a forcing call may complete it and the slot
 		 * be reused */
-		*req = c->vm->slot[__builtin_ctz(b)].req;
-		atomic_fetch_or_explicit(&c->inflight, b, memory_order_release); /* W2 */
-		atomic_fetch_sub_explicit(&c->taking, 1, memory_order_release); /* TK, after W2 */
+		*req = c->vm->slot[v].req;
+		rtioreq__client_get(c); /* the taken request's reference, until complete */
+		/* W2: the request is claimable by its tag; pairs with F1 and F2 */
+		atomic_store_explicit(&c->claim[v], req->tag, memory_order_release);
+		transit_leave(c); /* TK, after W2 */
 		/* relaxed: a hint; other waiters also wake on the next assignment */
 		if ((bits & ~b) && atomic_load_explicit(&c->users, memory_order_relaxed) > 1)
 			rtioreq__futex_wake(&c->pending, 1, false);
@@ -202,53 +298,110 @@ static int client_take(struct rtioreq_client *c, struct rtioreq_req *req)
 	}
 }
 
-/* Complete a request of @c taken by client_take(). 0 or -ENOENT (not outstanding). */
+/*
+ * Complete a request of @c taken by client_take(), claimed by its tag (F1). 0, or
+ * -ENOENT: not outstanding (forced, already completed, or never taken); nothing is
+ * written then. Either way the taken request's reference is let go (once).
+ */
 static int client_finish(struct rtioreq_client *c, const struct rtioreq_req *req, int status)
 {
 	struct rtioreq_vm *vm = c->vm;
 	struct rtioreq__slot *sl;
-	uint32_t b, old;
+	uint64_t tag = req->tag;
+	uint32_t f;
 
-	if (req->vcpu >= vm->vcpu_num)
+	if (req->vcpu >= vm->vcpu_num || !tag)
 		return -ENOENT;
-	b = 1u << req->vcpu;
-	old = atomic_fetch_and_explicit(&c->inflight, ~b, memory_order_acq_rel); /* F1 */
-	if (!(old & b))
+	/* CP: before F1, seq_cst: see the table */
+	atomic_fetch_add_explicit(&c->completing, 1, memory_order_seq_cst);
+	/* F1: seq_cst (acq_rel at least: pairs with W2, and with F2 through the word) */
+	if (!atomic_compare_exchange_strong_explicit(&c->claim[req->vcpu], &tag, 0,
+						     memory_order_seq_cst, memory_order_relaxed)) {
+		/* CP: release; we touched nothing of the VM */
+		atomic_fetch_sub_explicit(&c->completing, 1, memory_order_release);
+		/* a request forced under its taker: let go of its reference (relaxed: a count;
+		 * the put below orders) */
+		f = atomic_load_explicit(&c->forced_held, memory_order_relaxed);
+		while (f && !atomic_compare_exchange_weak_explicit(&c->forced_held, &f, f - 1,
+								   memory_order_relaxed,
+								   memory_order_relaxed))
+			;
+		if (f)
+			rtioreq__client_put(c); /* never the last: the caller holds one */
 		return -ENOENT;
+	}
 	rtioreq__client_count(c, status);
 	sl = &vm->slot[req->vcpu];
 	if (status < 0) {
 		rtioreq__complete_ones(vm, sl, &sl->st.handler_errors, false);
-		return 0;
+	} else {
+		if (sl->req.dir != RTIOREQ_DIR_WRITE)
+			sl->req.value = req->value;
+		rtioreq__complete(vm, sl, false);
 	}
-	if (sl->req.dir != RTIOREQ_DIR_WRITE)
-		sl->req.value = req->value;
-	rtioreq__complete(vm, sl, false);
+	/* CP: release, after C2: a teardown that sees 0 may let the VM go */
+	atomic_fetch_sub_explicit(&c->completing, 1, memory_order_release);
+	rtioreq__client_put(c); /* the taken request's; never the last: the caller holds one */
 	return 0;
 }
 
 /* Claim and complete (all ones) everything assigned to @c. Return how many. */
 unsigned int rtioreq__client_force(struct rtioreq_client *c)
 {
+	struct rtioreq_vm *vm = c->vm;
 	uint32_t bits;
 	unsigned int n = 0;
 
-	/* F1 on pending (pairs with A1) and on inflight (pairs with W2) */
+	/* F2 on pending (pairs with A1) */
 	bits = atomic_fetch_and_explicit(&c->pending, ~RTIOREQ__VCPU_MASK, memory_order_acq_rel) &
 	       RTIOREQ__VCPU_MASK;
-	/* TK: a waiter that took a bit before our F1 publishes it to inflight within a
-	 * few instructions; wait for it (acquire: pairs with its release decrement) */
-	while (atomic_load_explicit(&c->taking, memory_order_acquire))
-		sched_yield();
-	bits |= atomic_fetch_and_explicit(&c->inflight, 0, memory_order_acq_rel);
+	transit_wait(c); /* TK */
+	for (uint16_t v = 0; v < vm->vcpu_num; v++)
+		/* F2 on claims: seq_cst, pairs with W2 and F1 (CP) */
+		if (atomic_exchange_explicit(&c->claim[v], 0, memory_order_seq_cst)) {
+			bits |= 1u << v;
+			/* its taker still holds it: its late complete lets go (relaxed: a count) */
+			atomic_fetch_add_explicit(&c->forced_held, 1, memory_order_relaxed);
+		}
 	while (bits) {
-		struct rtioreq__slot *sl = &c->vm->slot[__builtin_ctz(bits)];
+		struct rtioreq__slot *sl = &vm->slot[__builtin_ctz(bits)];
 
 		bits &= bits - 1;
-		rtioreq__complete_ones(c->vm, sl, &sl->st.forced, false);
+		rtioreq__complete_ones(vm, sl, &sl->st.forced, false);
 		n++;
 	}
 	return n;
+}
+
+static bool client_idle(struct rtioreq_client *c)
+{
+	/* acquire: pairs with A1 / F1, a finished request's completion is visible */
+	if (atomic_load_explicit(&c->pending, memory_order_acquire) & RTIOREQ__VCPU_MASK)
+		return false;
+	for (uint16_t v = 0; v < c->vm->vcpu_num; v++)
+		if (atomic_load_explicit(&c->claim[v], memory_order_acquire))
+			return false;
+	return true;
+}
+
+void rtioreq__client_teardown(struct rtioreq_client *c)
+{
+	/* DEAD: waiters take what is still pending (within the bound), then leave with
+	 * -ESHUTDOWN, as does every later wait; release: pairs with W1 */
+	atomic_fetch_or_explicit(&c->pending, RTIOREQ__DYING | RTIOREQ__DEAD,
+				 memory_order_release);
+	rtioreq__futex_wake(&c->pending, INT_MAX, false);
+	if (c->has_thread) {
+		pthread_join(c->thread, NULL); /* drains its pending requests first */
+		c->has_thread = false;
+	} else {
+		for (unsigned int t = 0; t < RTIOREQ_CLEAR_TIMEOUT_MS && !client_idle(c); t++)
+			rtioreq__sleep_ms(1);
+	}
+	rtioreq__client_force(c);
+	/* CP: seq_cst, after F2: no completer still writes the VM's slots after this */
+	while (atomic_load_explicit(&c->completing, memory_order_seq_cst))
+		rtioreq__sleep_ms(1);
 }
 
 void *rtioreq__client_main(void *arg)
@@ -256,6 +409,7 @@ void *rtioreq__client_main(void *arg)
 	struct rtioreq_client *c = arg;
 	struct rtioreq_req req;
 
+	rtioreq__tls_client = c;
 	while (client_take(c, &req) == 0) {
 		int rc;
 
@@ -273,14 +427,23 @@ int rtioreq_client_wait(struct rtioreq_client *c, struct rtioreq_req *req)
 
 	if (c->handler)
 		return -EINVAL;
-	/* relaxed: destroy waits for 0 with acquire; the RMW orders nothing else */
+	if (rtioreq__rcu_is_reader())
+		return -EDEADLK; /* it blocks: never on a poller or the dispatcher */
+	rtioreq__client_get(c); /* this call's */
+	/* relaxed: a wake-up hint only */
 	atomic_fetch_add_explicit(&c->users, 1, memory_order_relaxed);
 	r = client_take(c, req);
-	atomic_fetch_sub_explicit(&c->users, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&c->users, 1, memory_order_relaxed);
+	rtioreq__client_put(c);
 	return r;
 }
 
 int rtioreq_client_complete(struct rtioreq_client *c, const struct rtioreq_req *req, int status)
 {
-	return client_finish(c, req, status);
+	int r;
+
+	rtioreq__client_get(c); /* this call's: the request's own may be let go inside */
+	r = client_finish(c, req, status);
+	rtioreq__client_put(c);
+	return r;
 }

@@ -6,8 +6,11 @@
  * path) and dispatch.c (fallback path); clients and ranges are client.c. The ordering
  * pairs (H1, T1, ...) are defined in engine_pvt.h.
  *
- * Locks (control plane only; no taker ever takes one): eng->lock, then vm->lock, then
- * poller->lock.
+ * Locks (control plane only; no taker ever takes one, handlers may take vm->lock):
+ * vm->place_lock, then vm->lock, then poller->lock (and eng->zlock inside vm->lock).
+ * eng->lock is a leaf held only to update the engine's lists: no grace period, join,
+ * sleep or other VM's lock under it, so calls on different VMs never wait for each
+ * other. Only vm->place_lock is held across a grace period (a slot move of that VM).
  */
 #include <errno.h>
 #include <sched.h>
@@ -54,10 +57,12 @@ struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *a
 		errno = -r;
 		return NULL;
 	}
-	pthread_mutex_init(&eng->lock, NULL);
+	rtioreq__mutex_init_pi(&eng->lock); /* handlers may attach VMs, create pollers */
+	pthread_mutex_init(&eng->zlock, NULL);
 	r = rtioreq__dispatch_start(eng);
 	if (r) {
 		rtioreq__rcu_worker_put(eng->attr.rcu.cpu);
+		pthread_mutex_destroy(&eng->zlock);
 		pthread_mutex_destroy(&eng->lock);
 		free(eng);
 		errno = -r;
@@ -74,10 +79,19 @@ void rtioreq_engine_destroy(struct rtioreq_engine *eng)
 		rtioreq_poller_destroy(eng->pollers);
 	while (eng->nvms)
 		rtioreq_vm_detach(eng->vms[eng->nvms - 1]);
+	/* clients torn down by detach that their owner never destroyed: no call may
+	 * follow now, so the owner's handle goes (a request still held keeps its client) */
+	while (eng->zombies) {
+		struct rtioreq_client *c = eng->zombies;
+
+		eng->zombies = c->znext;
+		rtioreq__client_put(c);
+	}
 	rtioreq__dispatch_stop(eng);
 	rtioreq__rcu_barrier();
 	rtioreq__rcu_worker_put(eng->attr.rcu.cpu);
 	free(atomic_load_explicit(&eng->vmset, memory_order_relaxed)); /* no reader left */
+	pthread_mutex_destroy(&eng->zlock);
 	pthread_mutex_destroy(&eng->lock);
 	free(eng);
 }
@@ -161,7 +175,10 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	vm->paused = attr->paused;
 	atomic_init(&vm->fallback_mask,
 		    attr->paused ? 0u : (uint32_t)((1u << attr->vcpu_num) - 1));
-	pthread_mutex_init(&vm->lock, NULL);
+	atomic_init(&vm->refs, 1); /* the engine's, until detach */
+	pthread_mutex_init(&vm->place_lock, NULL);
+	/* handlers on real-time pollers take it (range updates): priority inheritance */
+	rtioreq__mutex_init_pi(&vm->lock);
 
 	pthread_mutex_lock(&eng->lock);
 	for (uint32_t i = 0; i < eng->nvms; i++)
@@ -179,6 +196,7 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	pthread_mutex_unlock(&eng->lock);
 	if (err) {
 		pthread_mutex_destroy(&vm->lock);
+		pthread_mutex_destroy(&vm->place_lock);
 		if (vm->chan_private)
 			free(vm->chan);
 		free(vm);
@@ -233,8 +251,8 @@ void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out)
 /*
  * Hand slot @v, which no taker owns now, to @p (NULL: the dispatcher). @was_polled: a
  * poller had it before (the hypervisor side is told it no longer is, if it ends on the
- * dispatcher). Under eng->lock and vm->lock. Return 0, or the poller's error, in which
- * case the slot went to the dispatcher.
+ * dispatcher). Under vm->place_lock. Return 0, or the poller's error, in which case the
+ * slot went to the dispatcher.
  */
 static int slot_give(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p,
 		     bool was_polled)
@@ -262,14 +280,34 @@ static int slot_give(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p
 	return r;
 }
 
+/* First half of a move: slot @v's current taker stops taking it (O1 / S1). */
+static void slot_unpublish(struct rtioreq_vm *vm, uint16_t v)
+{
+	struct rtioreq_poller *old = vm->poller_of[v];
+
+	if (!old)
+		atomic_fetch_and_explicit(&vm->fallback_mask, ~(1u << v),
+					  memory_order_release); /* O1 */
+	else
+		rtioreq__poller_remove(old, vm, v);
+}
+
+/* Second half, after a grace period: the old poller no longer sleeps on the slot's
+ * behalf (relaxed: a stale bit only costs an upcall). */
+static void slot_unwake(struct rtioreq_vm *vm, uint16_t v)
+{
+	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word), ~(1u << v),
+				  memory_order_relaxed);
+}
+
 /*
- * Move slot @v to @p (NULL: the dispatcher). Under eng->lock and vm->lock. The old
- * taker stops before the grace period ends; the new one starts after it.
+ * Move slot @v to @p (NULL: the dispatcher). Under vm->place_lock only (held across
+ * the grace period: no other lock, so handlers and other VMs never wait for it). The
+ * old taker stops before the grace period ends; the new one starts after it.
  */
 static int vm_place(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
 {
 	struct rtioreq_poller *old = vm->poller_of[v];
-	uint32_t bit = 1u << v;
 
 	if (old == p)
 		return 0;
@@ -277,14 +315,10 @@ static int vm_place(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
 		vm->poller_of[v] = p;
 		return 0;
 	}
-	if (!old)
-		atomic_fetch_and_explicit(&vm->fallback_mask, ~bit, memory_order_release); /* O1 */
-	else
-		rtioreq__poller_remove(old, vm, v);
+	slot_unpublish(vm, v);
 	rtioreq__rcu_synchronize();
-	if (old) /* the old poller no longer sleeps on this slot's behalf */
-		atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->need_wakeup.word), ~bit,
-					  memory_order_relaxed); /* relaxed: only costs an upcall */
+	if (old)
+		slot_unwake(vm, v);
 	return slot_give(vm, v, p, old != NULL);
 }
 
@@ -292,8 +326,9 @@ int rtioreq_vm_start(struct rtioreq_vm *vm)
 {
 	int r = 0;
 
-	pthread_mutex_lock(&vm->eng->lock);
-	pthread_mutex_lock(&vm->lock);
+	if (rtioreq__rcu_is_reader())
+		return -EDEADLK; /* place_lock may be held across a grace period */
+	pthread_mutex_lock(&vm->place_lock);
 	if (vm->detaching) {
 		r = -ENODEV;
 	} else if (vm->paused) {
@@ -304,8 +339,7 @@ int rtioreq_vm_start(struct rtioreq_vm *vm)
 		for (uint16_t v = 0; v < vm->vcpu_num; v++)
 			slot_give(vm, v, vm->poller_of[v], false);
 	}
-	pthread_mutex_unlock(&vm->lock);
-	pthread_mutex_unlock(&vm->eng->lock);
+	pthread_mutex_unlock(&vm->place_lock);
 	return r;
 }
 
@@ -315,30 +349,15 @@ int rtioreq_vm_set_poller(struct rtioreq_vm *vm, uint16_t vcpu, struct rtioreq_p
 
 	if (vcpu >= vm->vcpu_num || (p && p->eng != vm->eng))
 		return -EINVAL;
-	pthread_mutex_lock(&vm->eng->lock);
-	pthread_mutex_lock(&vm->lock);
+	if (rtioreq__rcu_is_reader())
+		return -EDEADLK; /* the grace period would wait for the caller */
+	pthread_mutex_lock(&vm->place_lock);
 	if (vm->detaching)
 		r = -ENODEV;
 	else
 		r = vm_place(vm, vcpu, p);
-	pthread_mutex_unlock(&vm->lock);
-	pthread_mutex_unlock(&vm->eng->lock);
+	pthread_mutex_unlock(&vm->place_lock);
 	return r;
-}
-
-/* Give every slot of @p back to the dispatcher. Under eng->lock, so every VM in
- * eng->vms is alive. */
-static void poller_release_slots(struct rtioreq_poller *p)
-{
-	for (uint32_t i = 0; i < p->eng->nvms; i++) {
-		struct rtioreq_vm *vm = p->eng->vms[i];
-
-		pthread_mutex_lock(&vm->lock);
-		for (uint16_t v = 0; v < vm->vcpu_num; v++)
-			if (vm->poller_of[v] == p)
-				vm_place(vm, v, NULL);
-		pthread_mutex_unlock(&vm->lock);
-	}
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -378,18 +397,66 @@ struct rtioreq_poller *rtioreq_poller_create(struct rtioreq_engine *eng,
 	return p;
 }
 
+/*
+ * Give every slot of @p back to the dispatcher: all of them across one grace period.
+ * The VMs are held by references, not by eng->lock, so that neither the grace period
+ * nor another VM's slot move runs under the engine's lock.
+ */
 int rtioreq_poller_destroy(struct rtioreq_poller *p)
 {
 	struct rtioreq_engine *eng = p->eng;
+	struct rtioreq_vm *vms[RTIOREQ_MAX_VMS];
+	uint32_t moved[RTIOREQ_MAX_VMS] = { 0 }, n, any = 0;
 
+	if (rtioreq__rcu_is_reader())
+		return -EDEADLK; /* a grace period (and on itself, a join) */
 	pthread_mutex_lock(&eng->lock);
-	poller_release_slots(p); /* each slot crosses a grace period */
 	for (struct rtioreq_poller **pp = &eng->pollers; *pp; pp = &(*pp)->next)
 		if (*pp == p) {
 			*pp = p->next;
 			break;
 		}
+	n = eng->nvms;
+	for (uint32_t i = 0; i < n; i++) {
+		vms[i] = eng->vms[i];
+		rtioreq__vm_get(vms[i]);
+	}
 	pthread_mutex_unlock(&eng->lock);
+	for (uint32_t i = 0; i < n; i++) { /* first halves */
+		struct rtioreq_vm *vm = vms[i];
+
+		pthread_mutex_lock(&vm->place_lock);
+		for (uint16_t v = 0; !vm->detaching && v < vm->vcpu_num; v++) {
+			if (vm->poller_of[v] != p)
+				continue;
+			if (vm->paused) {
+				vm->poller_of[v] = NULL; /* a plan only */
+				continue;
+			}
+			slot_unpublish(vm, v);
+			moved[i] |= 1u << v;
+		}
+		any |= moved[i];
+		pthread_mutex_unlock(&vm->place_lock);
+	}
+	if (any)
+		rtioreq__rcu_synchronize(); /* one for the whole batch */
+	for (uint32_t i = 0; i < n; i++) { /* second halves */
+		struct rtioreq_vm *vm = vms[i];
+
+		pthread_mutex_lock(&vm->place_lock);
+		for (uint32_t m = moved[i]; m && !vm->detaching; m &= m - 1) {
+			uint16_t v = (uint16_t)__builtin_ctz(m);
+
+			/* moved meanwhile by rtioreq_vm_set_poller(): that call placed it */
+			if (vm->poller_of[v] != p)
+				continue;
+			slot_unwake(vm, v);
+			slot_give(vm, v, NULL, true);
+		}
+		pthread_mutex_unlock(&vm->place_lock);
+		rtioreq__vm_put(vm);
+	}
 	rtioreq__poller_stop(p);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -408,9 +475,14 @@ static bool all_idle(struct rtioreq_vm *vm)
 	return true;
 }
 
-/* Wait for taken requests to finish, up to @timeout_ms; then force clients'. */
+/*
+ * Wait for taken requests to finish, up to @timeout_ms; then force clients'. The
+ * clients are held by references, not under vm->lock: a force may sleep (TK).
+ */
 static int vm_drain(struct rtioreq_vm *vm, unsigned int timeout_ms)
 {
+	struct rtioreq_client **cs = NULL;
+	unsigned int n = 0, cap = 0;
 	int forced = 0;
 
 	for (unsigned int t = 0; !all_idle(vm) && t < timeout_ms; t++)
@@ -419,8 +491,21 @@ static int vm_drain(struct rtioreq_vm *vm, unsigned int timeout_ms)
 		return 0;
 	pthread_mutex_lock(&vm->lock);
 	for (struct rtioreq_client *c = vm->clients; c; c = c->next)
-		forced += (int)rtioreq__client_force(c);
+		cap++;
+	cs = cap ? malloc(cap * sizeof(*cs)) : NULL;
+	for (struct rtioreq_client *c = vm->clients; cs && c; c = c->next) {
+		rtioreq__client_get(c);
+		cs[n++] = c;
+	}
+	if (!cs) /* ENOMEM: force under the lock instead */
+		for (struct rtioreq_client *c = vm->clients; c; c = c->next)
+			forced += (int)rtioreq__client_force(c);
 	pthread_mutex_unlock(&vm->lock);
+	for (unsigned int i = 0; i < n; i++) {
+		forced += (int)rtioreq__client_force(cs[i]);
+		rtioreq__client_put(cs[i]);
+	}
+	free(cs);
 	return forced;
 }
 
@@ -428,12 +513,21 @@ int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms)
 {
 	int forced;
 
+	if (rtioreq__rcu_is_reader())
+		return -EDEADLK; /* it would wait for the poller's own request */
+
 	/* L1: requests taken after this see clearing and complete at once */
 	atomic_fetch_add_explicit(&vm->clearing, 1, memory_order_release);
 	rtioreq__kick(vm->eng);
 	forced = vm_drain(vm, timeout_ms);
 	atomic_fetch_sub_explicit(&vm->clearing, 1, memory_order_release); /* L1 */
 	return forced;
+}
+
+/* True if the calling thread is the handler thread of one of @vm's clients. */
+static bool on_client_thread_of(struct rtioreq_vm *vm)
+{
+	return rtioreq__tls_client && rtioreq__tls_client->vm == vm;
 }
 
 int rtioreq_vm_detach(struct rtioreq_vm *vm)
@@ -446,9 +540,18 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 	struct rtioreq_engine *eng = vm->eng;
 	struct rtioreq_client *c;
 
-	pthread_mutex_lock(&eng->lock);
+	if (rtioreq__rcu_is_reader() || on_client_thread_of(vm))
+		return -EDEADLK; /* a grace period / a join of the caller */
+	/* 1. no taker: slots leave their pollers and the fallback path */
+	pthread_mutex_lock(&vm->place_lock);
 	pthread_mutex_lock(&vm->lock);
-	vm->detaching = true;
+	if (vm->detaching) {
+		pthread_mutex_unlock(&vm->lock);
+		pthread_mutex_unlock(&vm->place_lock);
+		return -ENODEV;
+	}
+	vm->detaching = true; /* client create, range updates, placement: -ENODEV */
+	pthread_mutex_unlock(&vm->lock);
 	atomic_fetch_add_explicit(&vm->clearing, 1, memory_order_release); /* L1 */
 	for (uint16_t v = 0; v < vm->vcpu_num; v++)
 		if (vm->poller_of[v]) {
@@ -461,7 +564,10 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 		}
 	atomic_store_explicit(&vm->fallback_mask, 0, memory_order_release); /* O1 */
 	vm_chan_unpoll(vm); /* nobody polls any more: the hypervisor rings for every slot */
-	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_unlock(&vm->place_lock);
+
+	/* 2. the dispatcher's set: eng->lock only for the list update */
+	pthread_mutex_lock(&eng->lock);
 	for (uint32_t i = 0; i < eng->nvms; i++)
 		if (eng->vms[i] == vm) {
 			eng->vms[i] = eng->vms[--eng->nvms];
@@ -469,20 +575,25 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 		}
 	/* ENOMEM is retried: the VM must leave the set before it is freed */
 	RTIOREQ__RETRY_NOMEM(rtioreq__dispatch_publish(eng));
-	rtioreq__rcu_synchronize(); /* no taker references vm after this */
+	pthread_mutex_unlock(&eng->lock);
+	rtioreq__rcu_synchronize(); /* no taker references vm after this: one for all slots */
 
-	/* every client: drain (handler threads) or force (blocking) */
+	/* 3. every client: drain (handler threads) or bound and force (blocking). No
+	 * taker can reach them any more, so no per-client withdrawal and grace period. */
 	for (;;) {
 		pthread_mutex_lock(&vm->lock);
 		c = vm->clients;
 		while (c && c->destroying)
 			c = c->next; /* being destroyed by its owner */
-		if (c)
+		if (c) {
 			c->destroying = true; /* claim it */
+			c->shut = true;
+		}
 		pthread_mutex_unlock(&vm->lock);
 		if (!c)
 			break;
-		rtioreq__client_destroy_claimed(c);
+		rtioreq__client_teardown(c);
+		rtioreq__client_detached(c);
 	}
 	for (;;) { /* wait for destroys by other threads */
 		pthread_mutex_lock(&vm->lock);
@@ -492,7 +603,7 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 			break;
 		rtioreq__sleep_ms(1);
 	}
-	/* last sweep: anything still PENDING is completed, nothing is left hanging */
+	/* 4. last sweep: anything still PENDING is completed, nothing is left hanging */
 	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
 		struct rtioreq_io_request *wire = &vm->page->req_slot[v];
 		struct rtioreq__slot *sl = &vm->slot[v];
@@ -502,15 +613,15 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 					 memory_order_acquire) == RTIOREQ_STATE_PENDING) /* T1 */
 			rtioreq__serve(vm, sl, wire, false); /* clearing: completes at once */
 	}
-	pthread_mutex_unlock(&eng->lock);
 	if (final) /* after the sweep: every request this engine will complete is counted */
 		rtioreq_vm_stats(vm, final);
 
-	rtioreq__map_free(atomic_load_explicit(&vm->map, memory_order_relaxed)); /* after GP */
+	/* after the GP, and no range update runs once detaching is set */
+	rtioreq__map_free(atomic_load_explicit(&vm->map, memory_order_relaxed));
+	atomic_store_explicit(&vm->map, NULL, memory_order_relaxed); /* under no reader */
 	if (vm->chan_private)
 		free(vm->chan);
-	pthread_mutex_destroy(&vm->lock);
-	free(vm);
+	vm->chan = NULL;
+	rtioreq__vm_put(vm); /* the engine's: freed now, or by its last zombie client */
 	return 0;
 }
-

@@ -18,11 +18,21 @@
  *  N1  engine: chan.done_seq[v] += 1, release, after C2            -> hv's acquire load
  *  A1  assign: client.pending |= bit, release, after slot.req      -> W1
  *  W1  wait:   CAS client.pending, acquire, takes the bit          <- A1
- *  W2  wait:   client.inflight |= bit, release                     -> F1
- *  F1  complete/force: inflight &= ~bit (or pending), acq_rel      <- W2 / A1
- *  TK  wait: taking += 1 before W1, -= 1 (release) after W2; force: after its F1 on
- *      pending, waits for taking == 0 (acquire) before its F1 on inflight, so a request
- *      in transit from pending to inflight is never missed by a clear's force pass
+ *  W2  wait:   store client.claim[v] = tag, release, after copying -> F1, F2
+ *  F1  complete: CAS client.claim[v] tag -> 0, acq_rel (seq_cst)   <- W2
+ *  F2  force:  exchange client.claim[v] -> 0, acq_rel (seq_cst), and pending
+ *      &= ~bits (acq_rel, pairs with A1): exactly one of F1 / F2 wins a taken request
+ *  TK  wait: taking += 1 before W1, -= 1 (release) after W2; force: after its F2 on
+ *      pending, waits for taking == 0 (acquire) before its F2 on claims, so a request
+ *      in transit from pending to claimed is never missed by a clear's force pass.
+ *      A forcing call that finds it non-zero spins a bounded time, then sets
+ *      RTIOREQ__TK_SLEEPER and sleeps on the word; the taker whose decrement leaves
+ *      only that bit clears it and wakes it
+ *  CP  complete: completing += 1 (seq_cst) before F1, -= 1 (release) after C2; a
+ *      teardown loads it (seq_cst) after its F2 pass and waits for 0, so no completer
+ *      still touches the VM's slot when the VM goes away (Dekker pair with F1/F2)
+ *  R1  client.refs / vm.refs -= 1, acq_rel: every use by a thread that let go
+ *      happens before the free by the thread that takes it to 0
  *  M1  update: store vm.map, release / M2 reader: load, acquire
  *  S1  update: store poller.set, release / S2 poller: load, acquire
  *  V1  update: store eng.vmset, release / V2 dispatcher: load, acquire
@@ -54,10 +64,22 @@
  * the poller whose set holds it, or the dispatcher if its bit is in fallback_mask.
  * Moving a slot between takers goes through a grace period. Once taken, the request
  * belongs to whoever completes it: the taker itself (inline handler, invalid, no
- * client, clearing), or a client (pending bit, then inflight bit) or a forcing control
- * call, each of which claims it with an atomic read-modify-write, so exactly one
- * completes it. slot.busy is 1 from take to completion; a PENDING slot that is still
- * busy (a hypervisor that broke the protocol) is left alone.
+ * client, clearing), or a client (pending bit, then the claim word holding the take's
+ * tag) or a forcing control call, each of which claims it with an atomic
+ * read-modify-write, so exactly one completes it. Each take gets a new tag (the slot's
+ * generation, carried in rtioreq_req.tag): a completion claims by tag, so a stale
+ * completion (of a forced or cleared request) can never complete a later request.
+ * slot.busy is 1 from take to completion; a PENDING slot that is still busy (a
+ * hypervisor that broke the protocol) is left alone.
+ *
+ * Lifetimes. A client is freed when client.refs drops to 0: one reference is the
+ * owner's handle (dropped by rtioreq_client_destroy(), or for a client torn down by VM
+ * detach and never destroyed by its owner, by rtioreq_engine_destroy()), one is held
+ * by every request taken by rtioreq_client_wait() until the taker calls
+ * rtioreq_client_complete() for it (whether it wins or was forced), one by every
+ * thread inside a client call. A client holds a reference on its VM, so that late
+ * calls on a client of a detached VM find the VM's lock and flags (not its map, page or
+ * channel: detach frees or lets go of those).
  *
  * Untrusted input: the hypervisor writes the slot. rtioreq__snapshot() reads each
  * field exactly once (volatile loads) into slot.req, validates it, and nothing reads
@@ -83,8 +105,10 @@
 #define RTIOREQ__ASSERT(x) assert(x)
 #endif
 
-#define RTIOREQ__VCPU_MASK 0xffffu	/* client.pending/inflight bits: vCPUs */
+#define RTIOREQ__VCPU_MASK 0xffffu	/* client.pending bits: vCPUs */
 #define RTIOREQ__DYING (1u << 31)	/* client.pending: shut down, drain and leave */
+#define RTIOREQ__DEAD (1u << 30)	/* client.pending: torn down: drain, then -ESHUTDOWN */
+#define RTIOREQ__TK_SLEEPER (1u << 31)	/* client.taking: a forcing call sleeps on it */
 
 /*
  * Per-slot counters. Single writer: the current owner of the slot's request (see
@@ -108,16 +132,21 @@ struct rtioreq__slot {
 	_Atomic uint32_t busy; /* 1 between take and completion (T0/C1) */
 	uint16_t vcpu;
 	bool valid;			/* snapshot passed validation */
+	uint64_t gen;			/* tag of the last take; written by the taker only */
 	struct rtioreq_req req;		/* the snapshot: the only copy handlers see */
 	struct rtioreq__slot_stats st;
 } __attribute__((aligned(RTIOREQ__CACHELINE)));
 
 struct rtioreq_client {
 	/* line 0: claim words, written by takers, waiters and completers */
-	_Atomic uint32_t pending;  /* vCPU bits assigned, not yet taken; RTIOREQ__DYING */
-	_Atomic uint32_t inflight; /* vCPU bits taken by wait, not yet completed */
-	_Atomic uint32_t users;	   /* threads inside rtioreq_client_wait() */
-	_Atomic uint32_t taking;   /* TK: waiters between W1 and W2 (a bit in neither set) */
+	_Atomic uint32_t pending;  /* vCPU bits assigned, not yet taken; DYING, DEAD */
+	_Atomic uint32_t users;	   /* threads inside rtioreq_client_wait() (a wake hint) */
+	_Atomic uint32_t taking;   /* TK: waiters between W1 and W2; RTIOREQ__TK_SLEEPER */
+	_Atomic uint32_t completing; /* CP: completers between F1 and C2 */
+	_Atomic uint32_t refs;	     /* R1: see "Lifetimes" above */
+	_Atomic uint32_t forced_held; /* requests forced while their taker still holds them */
+	/* W2/F1/F2: tag of vCPU v's request taken by a waiter and not yet completed; 0 */
+	_Atomic uint64_t claim[RTIOREQ_IO_REQUEST_MAX];
 	/* read-mostly */
 	struct rtioreq_vm *vm __attribute__((aligned(RTIOREQ__CACHELINE)));
 	rtioreq_handler_fn handler;
@@ -125,10 +154,13 @@ struct rtioreq_client {
 	bool is_default;
 	/* control plane, under vm->lock */
 	bool shut;	 /* withdrawn from routing */
-	bool destroying; /* someone (owner or detach) is destroying it */
+	bool destroying; /* someone (owner or detach) is tearing it down */
+	bool torn;	 /* torn down by VM detach: a zombie until the owner lets go */
+	bool owner_released; /* the owner called rtioreq_client_destroy() */
 	bool has_thread;
 	pthread_t thread;
 	struct rtioreq_client *next;
+	struct rtioreq_client *znext; /* eng->zombies, under eng->zlock */
 	char name[RTIOREQ_NAME_LEN];
 	/* rtioreq_client_stats(): bumped by whoever completes one of its requests (pollers,
 	 * its thread, waiters: several writers, so a relaxed RMW; no syscall, no lock) */
@@ -158,8 +190,16 @@ struct rtioreq_vm {
 	uint16_t id, vcpu_num;
 	bool chan_private;
 	/* control plane */
-	pthread_mutex_t lock; /* map updates, clients, slot placement of this VM */
-	bool detaching;
+	_Atomic uint32_t refs;	    /* R1: the engine's (attach to detach) + one per client */
+	/*
+	 * place_lock: slot placement (poller_of[], paused); held across the grace period
+	 * of a slot move, so never taken on an RCU reader. lock: map updates, clients,
+	 * flags; never held across a grace period, a join or a sleep, so handlers may take
+	 * it (range updates). Order: place_lock, then lock, then poller->lock.
+	 */
+	pthread_mutex_t place_lock;
+	pthread_mutex_t lock;
+	bool detaching; /* under both locks */
 	bool paused; /* attached paused: poller_of[] is the plan, no taker yet */
 	struct rtioreq_client *clients;
 	struct rtioreq_poller *poller_of[RTIOREQ_IO_REQUEST_MAX];
@@ -206,12 +246,24 @@ struct rtioreq_engine {
 	_Atomic bool stop;
 	_Atomic(struct rtioreq__vmset *) vmset; /* V1/V2 */
 	struct rtioreq_engine_attr attr;
-	pthread_mutex_t lock; /* vms[], pollers; outermost lock */
+	/* vms[], pollers: held only for list updates, never across a grace period, a
+	 * join or a sleep, so one VM's teardown never stalls another VM's control calls */
+	pthread_mutex_t lock;
 	struct rtioreq_vm *vms[RTIOREQ_MAX_VMS];
 	uint32_t nvms;
 	struct rtioreq_poller *pollers;
 	pthread_t dispatcher;
+	pthread_mutex_t zlock;		/* zombies */
+	struct rtioreq_client *zombies; /* torn down by detach, owner not yet let go */
 };
+
+/*
+ * Call context of the current thread, for calls that cannot run there (-EDEADLK):
+ * rtioreq__rcu_is_reader() (ranges.c) is true on pollers and the dispatcher (a grace
+ * period would wait for the caller); rtioreq__tls_client is the client whose handler
+ * thread this is (a teardown of that client, or of its VM, would join the caller).
+ */
+extern __thread struct rtioreq_client *rtioreq__tls_client;
 
 /*
  * Read the slot once into @r and validate. Return true if the request is well formed.
@@ -383,6 +435,7 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 		return false;
 	}
 	rtioreq__stat_inc(&sl->st.dispatched);
+	sl->req.tag = ++sl->gen; /* identity of this take; never 0 */
 	sl->req.vcpu = sl->vcpu;
 	sl->req.vm_id = vm->id;
 	if (!sl->valid) {
@@ -431,6 +484,15 @@ int rtioreq__dispatch_publish(struct rtioreq_engine *eng);
 void *rtioreq__client_main(void *arg);
 /* Claim and complete (all ones) everything assigned to @c. Return how many. */
 unsigned int rtioreq__client_force(struct rtioreq_client *c);
+/* Tear down @c (claimed with c->destroying, already unreachable by takers: withdrawn,
+ * or its VM left every taker): drain (handler thread: joined) or bound-and-force its
+ * requests, wake its waiters with -ESHUTDOWN, wait for in-flight completers. */
+void rtioreq__client_teardown(struct rtioreq_client *c);
+/* References (R1): the last put frees the client (and puts its VM). */
+void rtioreq__client_get(struct rtioreq_client *c);
+void rtioreq__client_put(struct rtioreq_client *c);
+void rtioreq__vm_get(struct rtioreq_vm *vm);
+void rtioreq__vm_put(struct rtioreq_vm *vm);
 
 /* poll.c: the polling path */
 int rtioreq__poller_start(struct rtioreq_poller *p, const struct rtioreq_thread_attr *attr);
@@ -441,7 +503,8 @@ int rtioreq__poller_remove(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint
 /* P1: wake the poller if it sleeps in hybrid idle (set change, setting, stop). */
 void rtioreq__poller_wake(struct rtioreq_poller *p);
 
-/* client.c: destroy @c, claimed (c->destroying) by the caller; vm->lock not held. */
-int rtioreq__client_destroy_claimed(struct rtioreq_client *c);
+/* client.c: a client torn down by detach (@c, after rtioreq__client_teardown()):
+ * unlinked from its VM, then freed if its owner already let go, else a zombie. */
+void rtioreq__client_detached(struct rtioreq_client *c);
 
 #endif /* RTIOREQ_ENGINE_PVT_H */

@@ -18,11 +18,24 @@ char rtioreq__rcu_tsan_token;
 /* ---------------------------------------------------------------------------------- */
 /* RCU glue */
 
+__thread bool rtioreq__rcu_reader;
+
 /*
- * Registered-ness of the calling thread, so that control threads (not RCU readers) can
- * queue callbacks: call_rcu wants a registered, online QSBR thread.
+ * call_rcu and rcu_barrier want a registered thread, online for call_rcu and offline
+ * for the barrier (it waits for grace periods). The calling thread may be anything: a
+ * control thread (not registered), one of the engine's readers (registered, online: a
+ * handler updating ranges on a poller), or an embedder's own liburcu-qsbr thread,
+ * online or offline. Registering an already registered thread again aborts in
+ * liburcu (urcu_qsbr_register_thread: ctr == 0), so look first.
  */
-static __thread bool rcu_tls_registered;
+enum rcu_state { RCU_UNREGISTERED, RCU_OFFLINE, RCU_ONLINE };
+
+static enum rcu_state rcu_state(void)
+{
+	if (!URCU_TLS(urcu_qsbr_reader).registered)
+		return RCU_UNREGISTERED;
+	return urcu_qsbr_read_ongoing() ? RCU_ONLINE : RCU_OFFLINE;
+}
 
 /*
  * The pinned call_rcu worker (NULL: liburcu's default, unpinned). Set and cleared
@@ -79,9 +92,15 @@ void rtioreq__rcu_worker_put(int cpu)
 		struct call_rcu_data *w =
 			atomic_load_explicit(&rcu_worker, memory_order_relaxed); /* under lock */
 
+		bool online = rcu_state() == RCU_ONLINE; /* an embedder's qsbr thread */
+
 		atomic_store_explicit(&rcu_worker, NULL, memory_order_relaxed); /* under lock */
-		urcu_qsbr_barrier(); /* its queue is empty: nothing moves to the default */
+		rtioreq__rcu_barrier(); /* its queue is empty: nothing moves to the default */
+		if (online) /* freeing joins the worker, which may wait for a grace period */
+			urcu_qsbr_thread_offline();
 		urcu_qsbr_call_rcu_data_free(w);
+		if (online)
+			urcu_qsbr_thread_online();
 	}
 	pthread_mutex_unlock(&rcu_worker_lock);
 }
@@ -96,13 +115,13 @@ static void rcu_trampoline(struct rcu_head *head)
 
 void rtioreq__rcu_call(struct rtioreq__rcu_head *h, void (*fn)(struct rtioreq__rcu_head *h))
 {
-	bool was = rcu_tls_registered;
+	enum rcu_state was = rcu_state();
 
 	h->fn = fn;
-	if (!was) {
+	if (was == RCU_UNREGISTERED)
 		urcu_qsbr_register_thread();
-		rcu_tls_registered = true;
-	}
+	else if (was == RCU_OFFLINE)
+		urcu_qsbr_thread_online(); /* no grace-period wait: takes no time */
 	/* TSan: liburcu's queue hands h over to its callback thread; say so */
 	RTIOREQ__GP_RELEASE();
 	{
@@ -117,15 +136,22 @@ void rtioreq__rcu_call(struct rtioreq__rcu_head *h, void (*fn)(struct rtioreq__r
 		if (w)
 			urcu_qsbr_set_thread_call_rcu_data(prev);
 	}
-	if (!was) {
+	if (was == RCU_UNREGISTERED)
 		urcu_qsbr_unregister_thread();
-		rcu_tls_registered = false;
-	}
+	else if (was == RCU_OFFLINE)
+		urcu_qsbr_thread_offline();
 }
 
 void rtioreq__rcu_barrier(void)
 {
+	bool online = rcu_state() == RCU_ONLINE; /* never an engine reader: see callers */
+
+	/* liburcu refuses a barrier from an online thread (it would wait for itself) */
+	if (online)
+		urcu_qsbr_thread_offline();
 	urcu_qsbr_barrier();
+	if (online)
+		urcu_qsbr_thread_online();
 	RTIOREQ__GP_ACQUIRE();
 }
 

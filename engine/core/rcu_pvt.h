@@ -41,16 +41,34 @@ extern char rtioreq__rcu_tsan_token;
 #define RTIOREQ__GP_ACQUIRE() ((void)0)
 #endif
 
+/* True on the engine's own readers (pollers, dispatcher), set by rtioreq__rcu_register(). */
+extern __thread bool rtioreq__rcu_reader;
+
 /* Reader threads (pollers, dispatcher): register once, at thread start. Online after. */
 static inline void rtioreq__rcu_register(void)
 {
 	urcu_qsbr_register_thread();
+	rtioreq__rcu_reader = true;
 }
 
 static inline void rtioreq__rcu_unregister(void)
 {
 	RTIOREQ__GP_RELEASE();
+	rtioreq__rcu_reader = false;
 	urcu_qsbr_unregister_thread();
+}
+
+/*
+ * True if the calling thread is one of the engine's RCU readers (a poller or the
+ * dispatcher, so also any handler running inline on a poller): a grace-period wait
+ * there would wait for the caller itself, and the objects it reads (its slot set, the
+ * request it serves) must not be reclaimed under it. Such calls return -EDEADLK.
+ * An embedder's own liburcu-qsbr thread is not one: liburcu takes it offline for the
+ * duration of a grace-period wait.
+ */
+static inline bool rtioreq__rcu_is_reader(void)
+{
+	return rtioreq__rcu_reader;
 }
 
 /* Reader: no RCU-protected pointer read before this call is used after it. */
@@ -73,8 +91,9 @@ static inline void rtioreq__rcu_online(void)
 }
 
 /*
- * Updater: wait until every reader passed a quiescent state. Never call it from a
- * reader thread (poller, dispatcher, handler): it would wait for itself.
+ * Updater: wait until every reader passed a quiescent state. Never call it from one of
+ * the engine's readers (rtioreq__rcu_is_reader()): it would wait for itself. From an
+ * embedder's online QSBR thread, liburcu takes the caller offline while it waits.
  */
 static inline void rtioreq__rcu_synchronize(void)
 {

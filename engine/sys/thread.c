@@ -72,3 +72,16 @@ int rtioreq__thread_start(pthread_t *t, const struct rtioreq_thread_attr *a,
 	pthread_setname_np(*t, name);
 	return 0;
 }
+
+void rtioreq__mutex_init_pi(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+
+	if (pthread_mutexattr_init(&a)) {
+		pthread_mutex_init(m, NULL);
+		return;
+	}
+	if (pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT) || pthread_mutex_init(m, &a))
+		pthread_mutex_init(m, NULL);
+	pthread_mutexattr_destroy(&a);
+}

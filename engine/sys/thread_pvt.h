@@ -20,4 +20,11 @@ int rtioreq__thread_attr_check(const struct rtioreq_thread_attr *a);
 int rtioreq__thread_start(pthread_t *t, const struct rtioreq_thread_attr *a,
 			  const char *default_name, void *(*fn)(void *), void *arg);
 
+/*
+ * Initialise @m with priority inheritance: a lock that a real-time thread (a handler
+ * on a SCHED_FIFO poller) may wait for while a lower-priority thread holds it. Falls
+ * back to a default mutex where PI is not supported.
+ */
+void rtioreq__mutex_init_pi(pthread_mutex_t *m);
+
 #endif /* RTIOREQ_THREAD_PVT_H */

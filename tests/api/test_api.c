@@ -44,7 +44,7 @@ static void test_struct_sizes(void **state)
 	SIZE(struct rtioreq_vm_stats, 208);
 	SIZE(struct rtioreq_client_attr, 72);
 	SIZE(struct rtioreq_poller_stats, 64);
-	SIZE(struct rtioreq_req, 40);
+	SIZE(struct rtioreq_req, 48); /* + tag, the identity of a take (issue #14) */
 	SIZE(struct rtioreq_pcdev_attr, 80);
 	SIZE(struct rtioreq_pcdev_stats, 128);
 	SIZE(struct rtioreq_kvm_attr, 104);

@@ -7,11 +7,28 @@
  * Errors: control-plane calls return 0 or a negative errno; constructors return NULL
  * and set errno. Handlers and the hot path never touch errno.
  *
- * Threads: every control-plane call (attach/detach, client create/destroy, range
- * add/del, poller assignment) may be made from any thread that is not a poller, a
- * handler or the dispatcher, concurrently with requests flowing; they may block for an
- * RCU grace period. Calls on one VM's control plane are serialised by a per-VM mutex;
- * calls on different VMs never wait for each other.
+ * Call contexts. Each function below states where it may be called from, in these
+ * terms (tests/core/test_lifecycle.c checks each kind):
+ *  - any thread: including a handler (on a poller or on a client's thread) and an
+ *    embedder's own liburcu-qsbr thread, online or offline. Never waits for a grace
+ *    period on the caller's thread; may take a per-VM mutex that is only ever held
+ *    for short, non-blocking sections.
+ *  - not on a poller: from any thread except the engine's pollers and dispatcher (so
+ *    not from a handler running inline on a poller); called there it returns -EDEADLK
+ *    (it waits for an RCU grace period, which would wait for the caller). From an
+ *    embedder's online liburcu-qsbr thread it is fine: liburcu takes the thread
+ *    offline while it waits (a quiescent state for the caller's own RCU use).
+ *  - not from its own handler thread: additionally -EDEADLK on the handler thread of
+ *    the client it would join (the client itself, or any client of the VM detached).
+ *  - async-signal-safe: may be called from a signal handler.
+ * Calls on one VM's control plane are serialised by per-VM mutexes; calls on different
+ * VMs never wait for each other (no engine-wide lock is held across a grace period, a
+ * thread join or a timeout): test_detach_does_not_stall_other_vm.
+ *
+ * Handles. An engine, VM or poller handle is valid until the call that destroys it
+ * returns; no call on it may start after that. A client handle stays valid after its
+ * VM is detached (calls on it return -ENODEV, -ESHUTDOWN or -ENOENT) until the owner
+ * calls rtioreq_client_destroy() on it or the engine is destroyed.
  */
 #ifndef RTIOREQ_ENGINE_H
 #define RTIOREQ_ENGINE_H
@@ -53,6 +70,9 @@ struct rtioreq_req {
 	uint8_t dev;		    /**< PCICFG only: device */
 	uint8_t func;		    /**< PCICFG only: function */
 	uint8_t completion_polling; /**< as read once from the slot */
+	/** opaque identity of this take (a per-slot generation): rtioreq_client_complete()
+	 * claims the request by it, so a stale completion never reaches a later request */
+	uint64_t tag;
 };
 
 /**
@@ -61,6 +81,9 @@ struct rtioreq_req {
  * thread (the fallback path). For reads, set req->value (the engine masks it to size).
  * Return 0, or a negative errno: the request is then completed anyway, a read returns
  * all ones, and the VM's handler_errors counter grows.
+ * A handler may call every function marked "any thread" (e.g. move its own ranges on
+ * a BAR write: rtioreq_range_del() + rtioreq_range_add(), effective for the next
+ * request); functions marked "not on a poller" return -EDEADLK when it runs on one.
  */
 typedef int (*rtioreq_handler_fn)(struct rtioreq_client *client, struct rtioreq_req *req,
 				  void *priv);
@@ -99,6 +122,7 @@ struct rtioreq_engine_attr {
 /**
  * rtioreq_engine_create() - start an engine and its dispatcher thread.
  * @param attr  may be NULL for defaults.
+ * Context: any thread. Blocks only for the thread start.
  * Return: the engine, or NULL with errno set (EINVAL bad attr, EPERM scheduling
  * refused, ENOMEM, ENOSYS the kernel has no futex_waitv(2) (Linux < 5.16, or a seccomp
  * policy denies it): the engine's threads sleep on several words at once and would
@@ -107,9 +131,13 @@ struct rtioreq_engine_attr {
 struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *attr);
 
 /**
- * rtioreq_engine_destroy() - detach every VM (completing what is in flight), stop and
- * join every poller, client thread and the dispatcher, wait for deferred frees.
- * May block. No other call on this engine may run concurrently or follow.
+ * rtioreq_engine_destroy() - destroy every poller, detach every VM (completing what is
+ * in flight), release the clients detach left to their owners (a client whose taken
+ * request was never passed to rtioreq_client_complete() is not freed), stop and join
+ * the dispatcher, wait for deferred frees.
+ * Context: a thread that is none of this engine's (poller, dispatcher, client thread);
+ * no other call on this engine, its VMs, clients or pollers may run concurrently or
+ * follow. Blocks: grace periods, joins, each blocking client's bound.
  */
 void rtioreq_engine_destroy(struct rtioreq_engine *eng);
 
@@ -154,7 +182,7 @@ struct rtioreq_vm_attr {
 	 * engine left PROCESSING are completed at attach (reads all ones, counted
 	 * `abandoned`, notified if asked), and slots left COMPLETE get one more done_seq
 	 * increment (it may have died between COMPLETE and the notification). Never set it
-	 * while another engine may still serve the page. Ignored without @chan.
+	 * while another engine may still serve the page. Ignored without \p chan.
 	 */
 	bool takeover;
 	uint64_t reserved[6]; /**< zero; new fields come from here (rtioreq/common.h) */
@@ -164,8 +192,10 @@ struct rtioreq_vm_attr {
  * rtioreq_vm_attach() - serve a slot page. All slots start on the fallback path.
  * Slots found PENDING at attach are served (the dispatcher is kicked); with
  * attr->paused, only from rtioreq_vm_start() on.
+ * Context: any thread. Does not block (the engine's list lock, held briefly).
  * Return: the VM, or NULL with errno: EINVAL (vcpu_num, page or a channel whose magic,
- * version or vcpu_num does not match), EEXIST (id in use), ENOSPC (RTIOREQ_MAX_VMS).
+ * version or vcpu_num does not match), EEXIST (id in use), ENOSPC (RTIOREQ_MAX_VMS),
+ * ENOMEM.
  */
 struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 				     const struct rtioreq_vm_attr *attr);
@@ -173,16 +203,26 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 /**
  * rtioreq_vm_start() - start serving a VM attached with attr->paused: every slot goes
  * to the poller rtioreq_vm_set_poller() placed it on meanwhile (recorded, not applied,
- * while paused) or to the fallback path; PENDING slots are served. Control thread; may
- * block briefly. Return 0 (also when already started) or -ENODEV (detaching).
+ * while paused) or to the fallback path; PENDING slots are served.
+ * Context: not on a poller (it may wait for another call's slot move of this VM).
+ * Blocks: only while a slot move of this VM is under way.
+ * Return: 0 (also when already started), -ENODEV (detaching), -EDEADLK (on a poller).
  */
 int rtioreq_vm_start(struct rtioreq_vm *vm);
 
 /**
  * rtioreq_vm_detach() - stop serving a VM: new requests complete at once (reads all
- * ones), its slots leave their pollers, every client is destroyed (see
- * rtioreq_client_destroy()), any PENDING slot is completed. May block.
- * Return 0. The page is no longer touched when it returns.
+ * ones), its slots leave their pollers and the dispatcher across one grace period,
+ * every client is torn down (a handler thread drains what was assigned to it and is
+ * joined; a blocking client gets RTIOREQ_CLEAR_TIMEOUT_MS, then its requests are
+ * force-completed and its waiters return -ESHUTDOWN), any PENDING slot is completed.
+ * Clients their owner has not destroyed stay valid handles (see "Handles"); release
+ * them with rtioreq_client_destroy(), or rtioreq_engine_destroy() does.
+ * Context: not on a poller, not from a handler thread of this VM's clients. Other VMs'
+ * control calls proceed meanwhile (no engine-wide lock is held while it waits).
+ * Blocks: a grace period, client thread joins, the blocking clients' bound.
+ * Return: 0; -ENODEV (already detaching); -EDEADLK. The page and channel are no
+ * longer touched when it returns 0; the VM handle is invalid.
  */
 int rtioreq_vm_detach(struct rtioreq_vm *vm);
 /**
@@ -193,7 +233,8 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 
 /**
  * rtioreq_vm_upcall() - the hypervisor's upcall interrupt for this VM: wake the
- * dispatcher to scan its fallback slots. Async-signal-safe, any thread, never blocks.
+ * dispatcher to scan its fallback slots. Context: async-signal-safe, any thread.
+ * Never blocks (an atomic add and a futex wake). No error.
  * Equivalent to the hypervisor side ringing the channel's upcall_seq.
  */
 void rtioreq_vm_upcall(struct rtioreq_vm *vm);
@@ -202,17 +243,26 @@ void rtioreq_vm_upcall(struct rtioreq_vm *vm);
  * rtioreq_vm_clear() - VM reset (ACRN's CLEAR_VM_IOREQ): while it runs, requests of
  * this VM complete at once (reads all ones, counted as cleared); it waits up to
  * \p timeout_ms for requests already taken to finish, then force-completes those held by
- * client threads or blocking clients (a late completion by their handler is dropped).
+ * client threads or blocking clients: their late rtioreq_client_complete() returns
+ * -ENOENT and writes nothing, even if a later request of the same slot is outstanding
+ * (each take has its own identity, rtioreq_req.tag: test_late_completion_rejected).
  * Requests handled inline by a poller always finish on their own (handlers on the
- * polling path are non-blocking by contract). Other VMs are not affected. May block.
- * Return: number of requests force-completed (>= 0), or -errno.
+ * polling path are non-blocking by contract). Other VMs are not affected.
+ * Context: not on a poller. Blocks: up to \p timeout_ms, then briefly for a waiter that
+ * is between taking a request and claiming it (it sleeps, it does not spin).
+ * Return: number of requests force-completed (>= 0), or -EDEADLK.
  */
 int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms);
 
-/** For device models: raise a guest interrupt through the hypervisor's ops. */
+/**
+ * rtioreq_vm_raise_irq() - for device models: raise a guest interrupt through the
+ * hypervisor's ops. Context: any thread; blocks as long as ops->raise_irq does.
+ * Return: what ops->raise_irq returns, or -ENOSYS (no such op).
+ */
 int rtioreq_vm_raise_irq(struct rtioreq_vm *vm, uint32_t irq, uint32_t level);
 
-/** The channel page in use (shared, or the engine's private one). */
+/** The channel page in use (shared, or the engine's private one). Any thread; no
+ * blocking; no error. */
 struct rtioreq_chan *rtioreq_vm_chan(struct rtioreq_vm *vm);
 
 /**
@@ -237,10 +287,7 @@ struct rtioreq_vm_stats {
 	uint64_t abandoned;	 /**< left PROCESSING by a dead engine, completed at takeover */
 	uint64_t reserved[15]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
-/**
- * rtioreq_vm_stats() - a snapshot of the VM's counters into \p out (each read
- * atomically; not a consistent set while requests flow). Any thread.
- */
+/** Any thread, never blocks (relaxed loads: each counter may be one request behind). */
 void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out);
 
 /* ------------------------------------------------------------------------- */
@@ -264,6 +311,8 @@ struct rtioreq_client_attr {
 
 /**
  * rtioreq_client_create() - add a client to a VM. Requests keep flowing.
+ * Context: any thread (a handler thread is started for a client with a handler).
+ * Blocks: only for that thread start.
  * Return: the client, or NULL with errno: EINVAL, EEXIST (a default client exists),
  * ENODEV (VM detaching), ENOMEM, or pthread_create's error.
  */
@@ -273,60 +322,89 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 /**
  * rtioreq_client_shutdown() - stop routing to \p client: its ranges (or its default role)
  * are withdrawn, and once what was already assigned to it is handed out,
- * rtioreq_client_wait() returns -ENODEV. Idempotent. May block (grace period).
+ * rtioreq_client_wait() returns -ENODEV. Idempotent.
+ * Context: not on a poller. Blocks: one grace period.
+ * Return: 0, or -EDEADLK.
  */
 int rtioreq_client_shutdown(struct rtioreq_client *client);
 
 /**
  * rtioreq_client_destroy() - shutdown, then finish everything assigned to it: a handler
  * thread drains its requests and is joined; a blocking client gets
- * RTIOREQ_CLEAR_TIMEOUT_MS for its outstanding requests, then they are force-completed.
- * Nothing is lost or completed twice; other clients and VMs are not paused.
- * For a blocking client, call it once none of your threads is inside or between
- * rtioreq_client_wait() and rtioreq_client_complete() for it (after wait returned
- * -ENODEV). May block. Return 0, or -EBUSY if VM detach is already destroying it.
+ * RTIOREQ_CLEAR_TIMEOUT_MS for its outstanding requests, then they are force-completed
+ * and threads blocked in rtioreq_client_wait() return -ESHUTDOWN. Nothing is lost or
+ * completed twice; other clients and VMs are not paused. This releases the owner's
+ * handle: no new call on \p client may start after it returns, but a thread that still
+ * holds a request taken from it may (and must) call rtioreq_client_complete() for it
+ * (-ENOENT if it was forced): the client is freed when the last such request is let
+ * go (test_destroy_with_held_request). On a client whose VM was detached (or is being
+ * detached) it only releases the handle.
+ * Context: not on a poller; not on \p client's own handler thread.
+ * Blocks: a grace period, the handler thread's join or the blocking bound.
+ * Return: 0; -EDEADLK; -EBUSY (the handle was already released).
  */
 int rtioreq_client_destroy(struct rtioreq_client *client);
 
 /**
  * rtioreq_client_wait() - blocking clients: take the next request assigned to \p client.
- * Blocks until one is assigned or the client shuts down.
- * Return: 0 with *req filled, -ENODEV (shut down and drained), -EINVAL (handler client).
+ * Every request it returns must be passed to rtioreq_client_complete() exactly once
+ * (that lets go of it, also when it was forced meanwhile).
+ * Context: not on a poller; any number of threads may wait on one client.
+ * Blocks: until a request is assigned or the client shuts down or is torn down.
+ * Return: 0 with *req filled; -ENODEV (shut down and drained); -ESHUTDOWN (destroyed,
+ * or its VM detached: also for a thread blocked in it at the time,
+ * test_detach_with_held_request); -EINVAL (handler client); -EDEADLK (on a poller).
  */
 int rtioreq_client_wait(struct rtioreq_client *client, struct rtioreq_req *req);
 
 /**
  * rtioreq_client_complete() - finish a request taken with rtioreq_client_wait():
  * writes req->value back for reads (all ones if \p status < 0), stores COMPLETE and
- * notifies the hypervisor if it asked for that.
- * Return: 0; -ENOENT if that request is not outstanding for this client (already
- * force-completed, or never taken): nothing is written then.
+ * notifies the hypervisor if it asked for that. The request is identified by req->tag
+ * (with req->vcpu), which must be as rtioreq_client_wait() returned it.
+ * Context: any thread, including after the client was destroyed or its VM detached
+ * while the request was held. Never blocks (beyond ops->notify_finish).
+ * Return: 0; -ENOENT if that request is not outstanding for this client (force-
+ * completed by a clear, destroy or detach, already completed, or never taken): nothing
+ * is written then, and no later request of the same slot is touched.
  */
 int rtioreq_client_complete(struct rtioreq_client *client, const struct rtioreq_req *req,
 			    int status);
 
-/** The client's name (as given, truncated to RTIOREQ_NAME_LEN - 1). Any thread. */
+/** Any thread, never blocks. */
 const char *rtioreq_client_name(const struct rtioreq_client *client);
 
 /**
  * rtioreq_range_add() - route accesses of \p type (RTIOREQ_TYPE_PORTIO or _MMIO) that lie
  * wholly inside [\p start, \p end] (inclusive) to \p client. Published to pollers and the
- * dispatcher without stopping them (copy-on-write table, RCU); O(n) for the update,
- * O(log n) per lookup.
+ * dispatcher without stopping them (copy-on-write table, RCU); the next request
+ * taken sees it; the old table is freed after a grace period by the RCU worker, never
+ * waited for on the caller's thread. O(n) for the update, O(log n) per lookup.
+ * Context: any thread, including a handler of this or any client, on a poller or on
+ * a client thread (test_handler_moves_range_polled/_fallback), and an embedder's
+ * liburcu-qsbr thread online or offline (test_qsbr_embedder_thread).
+ * Blocks: never (the VM's range mutex, held only for the O(n) copy).
  * Return: 0; -EINVAL (bad type, start > end, port above 0xffff, default client);
  * -EEXIST (overlaps a range of any client of this VM; the message-worthy detail is
- * available from rtioreq_range_conflict()); -ENODEV (client shut down); -ENOMEM.
+ * available from rtioreq_range_conflict()); -ENODEV (client shut down, VM detaching);
+ * -ENOMEM.
  */
 int rtioreq_range_add(struct rtioreq_client *client, uint32_t type, uint64_t start,
 		      uint64_t end);
 
-/** Remove exactly [\p start, \p end] of \p type from \p client. Return 0 or -ENOENT. */
+/**
+ * rtioreq_range_del() - remove exactly [\p start, \p end] of \p type from \p client; the next
+ * request taken no longer sees it. Context and blocking: as rtioreq_range_add().
+ * Return: 0, -ENOENT (no such range of \p client), -ENODEV (VM detaching), -ENOMEM.
+ */
 int rtioreq_range_del(struct rtioreq_client *client, uint32_t type, uint64_t start,
 		      uint64_t end);
 
 /**
  * rtioreq_range_conflict() - which range of \p vm overlaps [\p start, \p end] of \p type.
- * Return: 1 and fills the outputs (owner name copied, RTIOREQ_NAME_LEN bytes), or 0.
+ * Context and blocking: as rtioreq_range_add().
+ * Return: 1 and fills the outputs (owner name copied, RTIOREQ_NAME_LEN bytes), or 0
+ * (also while the VM is detaching).
  */
 int rtioreq_range_conflict(struct rtioreq_vm *vm, uint32_t type, uint64_t start,
 			   uint64_t end, uint64_t *other_start, uint64_t *other_end,
@@ -338,25 +416,34 @@ int rtioreq_range_conflict(struct rtioreq_vm *vm, uint32_t type, uint64_t start,
 /**
  * rtioreq_poller_create() - start a polling thread with its CPU affinity and policy set
  * before it runs. It serves the slots assigned with rtioreq_vm_set_poller().
+ * Context: any thread. Blocks: until the thread runs (for rtioreq_poller_tid()).
  * Return: the poller or NULL with errno (EINVAL bad CPU/policy/priority, EPERM, ...).
  */
 struct rtioreq_poller *rtioreq_poller_create(struct rtioreq_engine *eng,
 					     const struct rtioreq_thread_attr *attr);
 
-/** Give the poller's slots back to the fallback path, stop and join it. May block. */
+/**
+ * rtioreq_poller_destroy() - give the poller's slots back to the fallback path (all of
+ * them across one grace period), stop and join it.
+ * Context: not on a poller (any poller: it waits for a grace period).
+ * Blocks: a grace period, the join. Return: 0, or -EDEADLK.
+ */
 int rtioreq_poller_destroy(struct rtioreq_poller *poller);
 
 /**
  * rtioreq_vm_set_poller() - move slot \p vcpu of \p vm to \p poller (NULL: back to the
  * fallback path). Ownership changes hands across an RCU grace period, so the old and
  * the new owner never serve the slot at the same time; a request pending meanwhile is
- * served by the new owner. Return 0, -EINVAL (vcpu), -ENODEV (VM detaching),
- * -ENOMEM (the slot then stays on the fallback path).
+ * served by the new owner.
+ * Context: not on a poller. Blocks: one grace period (under this VM's placement mutex
+ * only: other VMs' calls and this VM's range updates do not wait for it).
+ * Return: 0, -EINVAL (vcpu, or a poller of another engine), -ENODEV (VM detaching),
+ * -EDEADLK, -ENOMEM (the slot then stays on the fallback path).
  */
 int rtioreq_vm_set_poller(struct rtioreq_vm *vm, uint16_t vcpu,
 			  struct rtioreq_poller *poller);
 
-/** Kernel thread id of the poller (for taskset/chrt/strace/perf). */
+/** Kernel thread id of the poller (for taskset/chrt/strace/perf). Any thread. */
 pid_t rtioreq_poller_tid(const struct rtioreq_poller *poller);
 
 /** Counters of one poller. */
@@ -374,10 +461,11 @@ struct rtioreq_poller_stats {
  * a full barrier and sleeps until the hypervisor rings the upcall doorbell (it does so
  * for a slot whose need_wakeup bit it sees after its PENDING store), a slot is moved
  * to or from it, or it is destroyed (io_uring SQPOLL's NEED_WAKEUP handshake,
- * docs/shm-protocol.md). No wake-up is lost. Any thread; takes effect at once.
+ * docs/shm-protocol.md). No wake-up is lost. Any thread, never blocks; takes effect at
+ * once.
  */
 void rtioreq_poller_set_idle(struct rtioreq_poller *poller, uint64_t spin_ns);
-/** A snapshot of the poller's counters into \p out (relaxed reads). Any thread. */
+/** Any thread, never blocks (relaxed loads). */
 void rtioreq_poller_stats(const struct rtioreq_poller *poller, struct rtioreq_poller_stats *out);
 
 RTIOREQ_END_DECLS
