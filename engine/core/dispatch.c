@@ -9,6 +9,7 @@
  * engine_pvt.h.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -421,6 +422,44 @@ void *rtioreq__client_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A thread that waited on a client keeps one reference to it until it waits on another
+ * client or exits (a thread-specific key's destructor lets go). The embedder's natural
+ * loop, wait -> handle -> complete -> wait, may run into rtioreq_client_destroy() at any
+ * point; with this reference its next wait finds the client alive and returns
+ * -ESHUTDOWN instead of touching freed memory (torture: destroy-held,late).
+ */
+static pthread_key_t waiter_key;
+static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
+static __thread struct rtioreq_client *tls_waited;
+
+static void waiter_ref_drop(void *c)
+{
+	tls_waited = NULL;
+	rtioreq__client_put(c);
+}
+
+static void waiter_key_init(void)
+{
+	/* no failure path: without the key the reference is only never dropped */
+	(void)pthread_key_create(&waiter_key, waiter_ref_drop);
+}
+
+/* Called with a reference of the caller's own on @c. */
+static void waiter_ref_hold(struct rtioreq_client *c)
+{
+	struct rtioreq_client *old = tls_waited;
+
+	if (old == c)
+		return;
+	rtioreq__client_get(c); /* the thread's, until it waits elsewhere or exits */
+	pthread_once(&waiter_once, waiter_key_init);
+	tls_waited = c;
+	pthread_setspecific(waiter_key, c);
+	if (old)
+		rtioreq__client_put(old);
+}
+
 int rtioreq_client_wait(struct rtioreq_client *c, struct rtioreq_req *req)
 {
 	int r;
@@ -430,6 +469,7 @@ int rtioreq_client_wait(struct rtioreq_client *c, struct rtioreq_req *req)
 	if (rtioreq__rcu_is_reader())
 		return -EDEADLK; /* it blocks: never on a poller or the dispatcher */
 	rtioreq__client_get(c); /* this call's */
+	waiter_ref_hold(c);
 	/* relaxed: a wake-up hint only */
 	atomic_fetch_add_explicit(&c->users, 1, memory_order_relaxed);
 	r = client_take(c, req);

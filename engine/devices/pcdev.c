@@ -996,21 +996,6 @@ static int dflt_handler(struct rtioreq_client *c, struct rtioreq_req *req, void 
 /* ------------------------------------------------------------------------- */
 /* Direct calls, attach, detach */
 
-/* A priority-inheritance mutex: a poller blocked on it lends its priority to the
- * holder, whatever thread that is. Return 0 or an errno value. */
-static int pi_mutex_init(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t a;
-	int r = pthread_mutexattr_init(&a);
-
-	if (!r)
-		r = pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
-	if (!r)
-		r = pthread_mutex_init(m, &a);
-	pthread_mutexattr_destroy(&a);
-	return r;
-}
-
 static bool within(const struct rtioreq_req *req, uint64_t start, uint64_t end)
 {
 	return req->addr >= start && req->addr + (req->size - 1) <= end;
@@ -1132,11 +1117,11 @@ struct rtioreq_pcdev *rtioreq_pcdev_attach(struct rtioreq_vm *vm,
 	if (attr)
 		d->attr = *attr;
 	/* fully initialised before any client exists: handlers may run at once */
-	err = pi_mutex_init(&d->uart.lock);
+	err = rtioreq__mutex_init_pi(&d->uart.lock);
 	if (!err)
-		err = pi_mutex_init(&d->kbc.lock);
+		err = rtioreq__mutex_init_pi(&d->kbc.lock);
 	if (!err)
-		err = pi_mutex_init(&d->rtc.lock);
+		err = rtioreq__mutex_init_pi(&d->rtc.lock);
 	if (!err)
 		err = -rtioreq__thread_start(&d->tx.thread, d->attr.output, "rtioreq-uart", tx_main,
 					     d);

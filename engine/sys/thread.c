@@ -73,15 +73,18 @@ int rtioreq__thread_start(pthread_t *t, const struct rtioreq_thread_attr *a,
 	return 0;
 }
 
-void rtioreq__mutex_init_pi(pthread_mutex_t *m)
+int rtioreq__mutex_init_pi(pthread_mutex_t *m)
 {
 	pthread_mutexattr_t a;
+	int r = pthread_mutexattr_init(&a);
 
-	if (pthread_mutexattr_init(&a)) {
-		pthread_mutex_init(m, NULL);
-		return;
+	if (!r) {
+		r = pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
+		if (!r)
+			r = pthread_mutex_init(m, &a);
+		pthread_mutexattr_destroy(&a);
 	}
-	if (pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT) || pthread_mutex_init(m, &a))
-		pthread_mutex_init(m, NULL);
-	pthread_mutexattr_destroy(&a);
+	if (r)
+		pthread_mutex_init(m, NULL); /* still a usable lock, without PI */
+	return r;
 }

@@ -22,9 +22,11 @@ int rtioreq__thread_start(pthread_t *t, const struct rtioreq_thread_attr *a,
 
 /*
  * Initialise @m with priority inheritance: a lock that a real-time thread (a handler
- * on a SCHED_FIFO poller) may wait for while a lower-priority thread holds it. Falls
- * back to a default mutex where PI is not supported.
+ * on a SCHED_FIFO poller) may wait for while a lower-priority thread holds it, lending
+ * it its priority. Return 0; or an errno value where PI is not supported, and @m is
+ * then a default mutex (usable: the engine's locks go on without PI, the device models
+ * treat it as an error).
  */
-void rtioreq__mutex_init_pi(pthread_mutex_t *m);
+int rtioreq__mutex_init_pi(pthread_mutex_t *m);
 
 #endif /* RTIOREQ_THREAD_PVT_H */

@@ -99,6 +99,13 @@ struct vmctx {
 	pthread_mutex_t win_lock; /* one window move at a time (handler or control) */
 	pthread_t waiter[WAITERS_MAX];
 	unsigned int nwaiters;
+	/* waiter i has returned from rtioreq_client_wait() once: from then on its thread
+	 * holds the client (engine.h), so destroy-held may destroy it under that thread */
+	_Atomic int took[WAITERS_MAX];
+	struct waiter_arg {
+		struct vmctx *x;
+		unsigned int i;
+	} warg[WAITERS_MAX];
 	/* sim */
 	struct rtioreq_sim_result res;
 	int sim_rc;
@@ -174,12 +181,20 @@ static void window_move_locked(struct vmctx *x)
 {
 	uint64_t from, to;
 
+	int r;
+
 	from = atomic_load(&x->win);
 	to = from == WIN_A ? WIN_B : WIN_A;
-	CHECK(rtioreq_range_del(x->mover, RTIOREQ_TYPE_MMIO, from, from + WIN_SIZE - 1) == 0,
-	      "window del");
-	CHECK(rtioreq_range_add(x->mover, RTIOREQ_TYPE_MMIO, to, to + WIN_SIZE - 1) == 0,
-	      "window add");
+	/* -ENODEV: the VM is being detached (restarts): its handlers still drain what was
+	 * assigned to them, but its routing is frozen (engine.h, rtioreq_range_del()) */
+	r = rtioreq_range_del(x->mover, RTIOREQ_TYPE_MMIO, from, from + WIN_SIZE - 1);
+	if (r == -ENODEV)
+		return;
+	CHECK(r == 0, "window del: %d", r);
+	r = rtioreq_range_add(x->mover, RTIOREQ_TYPE_MMIO, to, to + WIN_SIZE - 1);
+	if (r == -ENODEV)
+		return;
+	CHECK(r == 0, "window add: %d", r);
 	atomic_store(&x->win, to);
 }
 
@@ -219,13 +234,15 @@ static int mover_handler(struct rtioreq_client *c, struct rtioreq_req *r, void *
  * -ENOENT is a request the engine forced meanwhile. */
 static void *waiter_main(void *arg)
 {
-	struct rtioreq_client *c = arg;
+	struct waiter_arg *a = arg;
+	struct rtioreq_client *c = a->x->blk; /* set before this thread started */
 	struct rtioreq_req req;
 	uint64_t k = 0;
 
 	while (rtioreq_client_wait(c, &req) == 0) {
 		int r;
 
+		atomic_store(&a->x->took[a->i], 1);
 		atomic_fetch_add_explicit(&n_waited, 1, memory_order_relaxed);
 		if (req.dir == RTIOREQ_DIR_READ)
 			req.value = answer(req.vm_id, req.addr);
@@ -250,15 +267,32 @@ static void blk_start(struct vmctx *x)
 	CHECK(rtioreq_range_add(x->blk, RTIOREQ_TYPE_PORTIO, BLK_PORT, BLK_PORT + 255) == 0,
 	      "blk range");
 	x->nwaiters = sc & SC_LATE ? 2 : 1;
-	for (unsigned int i = 0; i < x->nwaiters; i++)
-		CHECK(pthread_create(&x->waiter[i], NULL, waiter_main, x->blk) == 0, "waiter");
+	for (unsigned int i = 0; i < x->nwaiters; i++) {
+		x->warg[i] = (struct waiter_arg){ .x = x, .i = i };
+		atomic_store(&x->took[i], 0);
+		CHECK(pthread_create(&x->waiter[i], NULL, waiter_main, &x->warg[i]) == 0,
+		      "waiter");
+	}
 }
 
 /* The documented way: shutdown (waiters drain and get -ENODEV), join, destroy. With
  * destroy-held: destroy first, join after (waiters may still hold requests). */
 static void blk_stop(struct vmctx *x)
 {
-	if (sc & SC_DESTROY_HELD) {
+	bool held_ok = true;
+
+	/* a thread that never entered rtioreq_client_wait() holds nothing: destroying the
+	 * handle under its first call is the caller's use-after-free, not the engine's.
+	 * Wait (bounded) until every waiter has taken a request once. */
+	for (unsigned int i = 0, t = 0; (sc & SC_DESTROY_HELD) && i < x->nwaiters; i++)
+		while (!atomic_load(&x->took[i]))
+			if (++t > 2000) {
+				held_ok = false; /* no traffic reached it: the documented way */
+				break;
+			} else {
+				sleep_us(1000);
+			}
+	if ((sc & SC_DESTROY_HELD) && held_ok) {
 		CHECK(rtioreq_client_destroy(x->blk) == 0, "blk destroy");
 		for (unsigned int i = 0; i < x->nwaiters; i++)
 			pthread_join(x->waiter[i], NULL);

@@ -110,6 +110,9 @@ uint32_t rtioreq_hv_done_seq(struct rtioreq_shm_region *r, uint16_t vcpu);
 int rtioreq_hv_wait(struct rtioreq_shm_region *r, uint32_t mask, const uint32_t *seen,
 		    uint64_t timeout_ns);
 
+/** rtioreq_hv_engine()'s answers. */
+enum { RTIOREQ_HV_ENGINE_NONE, RTIOREQ_HV_ENGINE_ALIVE, RTIOREQ_HV_ENGINE_DEAD };
+
 /**
  * rtioreq_hv_engine() - hypervisor side: is an engine serving region \p s (section 7.4
  * of docs/shm-protocol.md)? Asks the kernel for the owner lock (F_OFD_GETLK on the
@@ -117,8 +120,6 @@ int rtioreq_hv_wait(struct rtioreq_shm_region *r, uint32_t mask, const uint32_t 
  * Return: RTIOREQ_HV_ENGINE_ALIVE, _NONE (none attached, or the last one detached),
  * _DEAD (the last one died without detaching: the next one takes over), or -errno.
  */
-/** rtioreq_hv_engine()'s answers. */
-enum { RTIOREQ_HV_ENGINE_NONE, RTIOREQ_HV_ENGINE_ALIVE, RTIOREQ_HV_ENGINE_DEAD };
 int rtioreq_hv_engine(const struct rtioreq_shm *s, pid_t *pid);
 
 RTIOREQ_END_DECLS

@@ -106,7 +106,7 @@ void rtioreq_rt_dma_latency_release(int fd);
 int rtioreq_rt_lock_memory(void);
 
 /**
- * rtioreq_rt_prefault() - write-touch every page of \p len bytes at @p (which must be
+ * rtioreq_rt_prefault() - write-touch every page of \p len bytes at \p p (which must be
  * writable) so no page fault hits a poller. Contents are unchanged, also when other
  * threads or processes write the memory meanwhile (same-value CAS per page).
  */
@@ -123,19 +123,19 @@ void rtioreq_rt_prefault(void *p, size_t len);
 bool rtioreq_rt_permitted(int priority, char *why, size_t why_len);
 
 /**
- * rtioreq_rt_cpuset_sweep() - remove cpusets named "<@prefix>-<pid>-..." (NULL prefix:
- * "rtioreq", the names rtioreq_profile_apply() gives) whose owner process <pid> no
+ * rtioreq_rt_cpuset_sweep() - remove cpusets named "<\p prefix>-&lt;pid&gt;-..." (NULL prefix:
+ * "rtioreq", the names rtioreq_profile_apply() gives) whose owner process &lt;pid&gt; no
  * longer exists: left behind by a run that was killed (SIGKILL, a crash). Without this a
  * later run finds the CPU held by an exclusive sibling and runs without isolation.
- * Cpusets of live processes are never touched. @report (if not NULL) gets one sentence
+ * Cpusets of live processes are never touched. \p report (if not NULL) gets one sentence
  * per cpuset removed or failing. Return the number removed (>= 0), or -errno.
  */
 int rtioreq_rt_cpuset_sweep(const struct rtioreq_rt_roots *roots, const char *prefix,
 			    char *report, size_t report_len);
 
 /**
- * Real-time throttling: the kernel lets SCHED_FIFO/RR threads use @runtime_us of every
- * @period_us per CPU, then stops them for the rest of the period (-1: no limit). A
+ * Real-time throttling: the kernel lets SCHED_FIFO/RR threads use \p runtime_us of every
+ * \p period_us per CPU, then stops them for the rest of the period (-1: no limit). A
  * spinning real-time poller uses its whole budget, so with the default 950000 of
  * 1000000 it stops for 50 ms every second.
  */
@@ -144,12 +144,12 @@ struct rtioreq_rt_throttle {
 	long long period_us;  /**< /proc/sys/kernel/sched_rt_period_us */
 };
 
-/** Read both settings from @dir (NULL: /proc/sys/kernel). Return 0 or -errno. */
+/** Read both settings from \p dir (NULL: /proc/sys/kernel). Return 0 or -errno. */
 int rtioreq_rt_throttle_get(const char *dir, struct rtioreq_rt_throttle *t);
-/** Whether @t stops real-time threads at all (runtime limited and below the period). */
+/** Whether \p t stops real-time threads at all (runtime limited and below the period). */
 bool rtioreq_rt_throttle_active(const struct rtioreq_rt_throttle *t);
 /**
- * Write @runtime_us (-1: unlimited) to @dir/sched_rt_runtime_us (NULL: /proc/sys/kernel).
+ * Write \p runtime_us (-1: unlimited) to \p dir/sched_rt_runtime_us (NULL: /proc/sys/kernel).
  * Needs root. Async-signal-safe. Return 0 or -errno.
  */
 int rtioreq_rt_throttle_set(const char *dir, long long runtime_us);
