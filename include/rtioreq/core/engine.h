@@ -334,10 +334,13 @@ int rtioreq_client_shutdown(struct rtioreq_client *client);
  * RTIOREQ_CLEAR_TIMEOUT_MS for its outstanding requests, then they are force-completed
  * and threads blocked in rtioreq_client_wait() return -ESHUTDOWN. Nothing is lost or
  * completed twice; other clients and VMs are not paused. This releases the owner's
- * handle: no new call on \p client may start after it returns, but a thread that still
- * holds a request taken from it may (and must) call rtioreq_client_complete() for it
- * (-ENOENT if it was forced): the client is freed when the last such request is let
- * go (test_destroy_with_held_request). On a client whose VM was detached (or is being
+ * handle: no new call on \p client may start after it returns, except from a thread
+ * that has waited on it: a thread that still holds a request taken from it may (and
+ * must) call rtioreq_client_complete() for it (-ENOENT if it was forced), and a thread
+ * that called rtioreq_client_wait() on it keeps it alive until that thread waits on
+ * another client or exits, so its next wait returns -ESHUTDOWN (the usual wait/complete
+ * loop may run into a destroy at any point: torture -s late,destroy-held). The client
+ * is freed when the last of these lets go (test_destroy_with_held_request). On a client whose VM was detached (or is being
  * detached) it only releases the handle.
  * Context: not on a poller; not on \p client's own handler thread.
  * Blocks: a grace period, the handler thread's join or the blocking bound.
