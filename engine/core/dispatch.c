@@ -317,12 +317,13 @@ static int client_finish(struct rtioreq_client *c, const struct rtioreq_req *req
 	atomic_fetch_add_explicit(&c->completing, 1, memory_order_seq_cst);
 	/* F1: seq_cst (acq_rel at least: pairs with W2, and with F2 through the word) */
 	if (!atomic_compare_exchange_strong_explicit(&c->claim[req->vcpu], &tag, 0,
-						     memory_order_seq_cst, memory_order_relaxed)) {
+						     memory_order_seq_cst, memory_order_seq_cst)) {
 		/* CP: release; we touched nothing of the VM */
 		atomic_fetch_sub_explicit(&c->completing, 1, memory_order_release);
-		/* a request forced under its taker: let go of its reference (relaxed: a count;
-		 * the put below orders) */
-		f = atomic_load_explicit(&c->forced_held, memory_order_relaxed);
+		/* FH: a request forced under its taker: let go of its reference. The failed
+		 * F1 above read the force's F2 exchange (seq_cst), which follows the force's
+		 * FH increment, so that increment is visible here (seq_cst). */
+		f = atomic_load_explicit(&c->forced_held, memory_order_seq_cst);
 		while (f && !atomic_compare_exchange_weak_explicit(&c->forced_held, &f, f - 1,
 								   memory_order_relaxed,
 								   memory_order_relaxed))
@@ -357,13 +358,18 @@ unsigned int rtioreq__client_force(struct rtioreq_client *c)
 	bits = atomic_fetch_and_explicit(&c->pending, ~RTIOREQ__VCPU_MASK, memory_order_acq_rel) &
 	       RTIOREQ__VCPU_MASK;
 	transit_wait(c); /* TK */
-	for (uint16_t v = 0; v < vm->vcpu_num; v++)
+	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
+		/* FH: counted BEFORE the claim goes (seq_cst): a taker whose F1 fails on our
+		 * exchange must find the count, or its reference leaks (LSan, torture
+		 * -s hybrid,late: counted after the exchange, a taker could fail F1 in
+		 * between, see 0 and keep the client and its VM alive forever) */
+		atomic_fetch_add_explicit(&c->forced_held, 1, memory_order_seq_cst);
 		/* F2 on claims: seq_cst, pairs with W2 and F1 (CP) */
-		if (atomic_exchange_explicit(&c->claim[v], 0, memory_order_seq_cst)) {
-			bits |= 1u << v;
-			/* its taker still holds it: its late complete lets go (relaxed: a count) */
-			atomic_fetch_add_explicit(&c->forced_held, 1, memory_order_relaxed);
-		}
+		if (atomic_exchange_explicit(&c->claim[v], 0, memory_order_seq_cst))
+			bits |= 1u << v; /* its taker still holds it: its late complete lets go */
+		else /* FH: nothing taken on this vCPU: take the count back */
+			atomic_fetch_sub_explicit(&c->forced_held, 1, memory_order_seq_cst);
+	}
 	while (bits) {
 		struct rtioreq__slot *sl = &vm->slot[__builtin_ctz(bits)];
 

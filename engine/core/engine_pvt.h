@@ -22,6 +22,9 @@
  *  F1  complete: CAS client.claim[v] tag -> 0, acq_rel (seq_cst)   <- W2
  *  F2  force:  exchange client.claim[v] -> 0, acq_rel (seq_cst), and pending
  *      &= ~bits (acq_rel, pairs with A1): exactly one of F1 / F2 wins a taken request
+ *  FH  force: forced_held += 1 (seq_cst) BEFORE its F2 on a claim (-= 1 if nothing was
+ *      there); complete: a failed F1 (seq_cst: it read that F2) then loads forced_held
+ *      (seq_cst) and, if > 0, takes one and lets go of the forced request's reference
  *  TK  wait: taking += 1 before W1, -= 1 (release) after W2; force: after its F2 on
  *      pending, waits for taking == 0 (acquire) before its F2 on claims, so a request
  *      in transit from pending to claimed is never missed by a clear's force pass.
@@ -144,7 +147,7 @@ struct rtioreq_client {
 	_Atomic uint32_t taking;   /* TK: waiters between W1 and W2; RTIOREQ__TK_SLEEPER */
 	_Atomic uint32_t completing; /* CP: completers between F1 and C2 */
 	_Atomic uint32_t refs;	     /* R1: see "Lifetimes" above */
-	_Atomic uint32_t forced_held; /* requests forced while their taker still holds them */
+	_Atomic uint32_t forced_held; /* FH: requests forced while their taker still holds them */
 	/* W2/F1/F2: tag of vCPU v's request taken by a waiter and not yet completed; 0 */
 	_Atomic uint64_t claim[RTIOREQ_IO_REQUEST_MAX];
 	/* read-mostly */
