@@ -248,6 +248,15 @@ void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out)
 	}
 }
 
+/* Record @p (NULL: the dispatcher) as slot @v's taker or plan. Under vm->place_lock. */
+static void slot_owner_set(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
+{
+	vm->poller_of[v] = p;
+	/* relaxed: read by the events thread for its report only */
+	atomic_store_explicit(&vm->taker_tid[v], p ? rtioreq_poller_tid(p) : 0,
+			      memory_order_relaxed);
+}
+
 /*
  * Hand slot @v, which no taker owns now, to @p (NULL: the dispatcher). @was_polled: a
  * poller had it before (the hypervisor side is told it no longer is, if it ends on the
@@ -276,7 +285,7 @@ static int slot_give(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p
 		rtioreq__kick(vm->eng); /* a request left PENDING without an upcall */
 		p = NULL;
 	}
-	vm->poller_of[v] = p;
+	slot_owner_set(vm, v, p);
 	return r;
 }
 
@@ -312,7 +321,7 @@ static int vm_place(struct rtioreq_vm *vm, uint16_t v, struct rtioreq_poller *p)
 	if (old == p)
 		return 0;
 	if (vm->paused) { /* nobody takes the slot yet: record the plan */
-		vm->poller_of[v] = p;
+		slot_owner_set(vm, v, p);
 		return 0;
 	}
 	slot_unpublish(vm, v);
@@ -430,7 +439,7 @@ int rtioreq_poller_destroy(struct rtioreq_poller *p)
 			if (vm->poller_of[v] != p)
 				continue;
 			if (vm->paused) {
-				vm->poller_of[v] = NULL; /* a plan only */
+				slot_owner_set(vm, v, NULL); /* a plan only */
 				continue;
 			}
 			slot_unpublish(vm, v);
@@ -560,7 +569,7 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 				if (vm->ops && vm->ops->slot_polled)
 					vm->ops->slot_polled(vm->hv, v, false);
 			}
-			vm->poller_of[v] = NULL;
+			slot_owner_set(vm, v, NULL);
 		}
 	atomic_store_explicit(&vm->fallback_mask, 0, memory_order_release); /* O1 */
 	vm_chan_unpoll(vm); /* nobody polls any more: the hypervisor rings for every slot */

@@ -206,6 +206,9 @@ struct rtioreq_vm {
 	bool paused; /* attached paused: poller_of[] is the plan, no taker yet */
 	struct rtioreq_client *clients;
 	struct rtioreq_poller *poller_of[RTIOREQ_IO_REQUEST_MAX];
+	/* tid of poller_of[v] (0: the dispatcher), for readers that take no lock (events.c):
+	 * written with poller_of[] under place_lock, relaxed both ways (a report only) */
+	_Atomic pid_t taker_tid[RTIOREQ_IO_REQUEST_MAX];
 	struct rtioreq__rcu_head rcu;
 };
 

@@ -4,9 +4,11 @@
  * with what it saw one period earlier and reports the differences. Pollers and the
  * dispatcher are not involved: the counters are the single-writer relaxed ones they
  * always kept (engine_pvt.h), read here with relaxed loads (a count may show up one
- * period late, never twice: each source's last value is remembered). Slot placement
- * (vm->poller_of[]) is read under eng->lock and vm->lock, the control-plane locks, in
- * their order; the callback runs with no lock held.
+ * period late, never twice: each source's last value is remembered). Slot placement is
+ * read from vm->taker_tid[] (relaxed, no lock: never a poller pointer, which
+ * rtioreq_poller_destroy() may free under us, nor a lock a slot move holds across a
+ * grace period); eng->lock, a leaf, keeps vms[] and pollers while they are read. The
+ * callback runs with no lock held.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,7 +28,7 @@ struct vm_seen {
 	uint16_t id;
 	bool mark;
 	uint64_t c[RTIOREQ_IO_REQUEST_MAX][NKINDS];
-	struct rtioreq_poller *owner[RTIOREQ_IO_REQUEST_MAX];
+	pid_t owner[RTIOREQ_IO_REQUEST_MAX]; /* taker_tid[] seen; 0: the dispatcher */
 };
 
 struct p_seen {
@@ -85,12 +87,9 @@ static void slot_counts(const struct rtioreq__slot_stats *s, uint64_t c[NKINDS])
 static void scan_vm(struct rtioreq_events *ev, struct vm_seen *s, bool fresh)
 {
 	struct rtioreq_vm *vm = s->vm;
-	struct rtioreq_poller *owner[RTIOREQ_IO_REQUEST_MAX];
-
-	pthread_mutex_lock(&vm->lock); /* poller_of[]: control plane */
-	memcpy(owner, vm->poller_of, sizeof(owner));
-	pthread_mutex_unlock(&vm->lock);
 	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
+		/* relaxed: a report; the tid of the slot's current (or planned) poller */
+		pid_t owner = atomic_load_explicit(&vm->taker_tid[v], memory_order_relaxed);
 		uint64_t c[NKINDS];
 
 		slot_counts(&vm->slot[v].st, c);
@@ -99,13 +98,12 @@ static void scan_vm(struct rtioreq_events *ev, struct vm_seen *s, bool fresh)
 				queue(ev, &(struct rtioreq_event){
 					.kind = (enum rtioreq_event_kind)k, .vm_id = s->id, .vcpu = v,
 					.count = c[k] - s->c[v][k], .total = c[k] });
-		if (!fresh && owner[v] != s->owner[v])
+		if (!fresh && owner != s->owner[v])
 			queue(ev, &(struct rtioreq_event){
 				.kind = RTIOREQ_EVENT_SLOT_MOVED, .vm_id = s->id, .vcpu = v,
-				.poller_tid = owner[v] ? rtioreq_poller_tid(owner[v]) : 0, .count = 1,
-				.total = 1 });
+				.poller_tid = owner, .count = 1, .total = 1 });
 		memcpy(s->c[v], c, sizeof(c));
-		s->owner[v] = owner[v];
+		s->owner[v] = owner;
 	}
 }
 
