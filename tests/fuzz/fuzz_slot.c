@@ -274,10 +274,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint32_t dir;
 
 			memcpy(&dir, img + 64, 4);
-			rd = (type == RTIOREQ_TYPE_PORTIO || type == RTIOREQ_TYPE_MMIO ||
-			      type == RTIOREQ_TYPE_PCICFG)
-				     ? dir != RTIOREQ_DIR_WRITE
-				     : true;
+			/* every type, unknown ones too: a WRITE keeps its value field
+			 * (docs/shm-protocol.md 6.1, 6.2; offset 64 in every layout) */
+			rd = dir != RTIOREQ_DIR_WRITE;
 		}
 		got = old = 0;
 		memcpy(&got, after + OFF_VALUE, n);
