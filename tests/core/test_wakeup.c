@@ -44,13 +44,7 @@ static void poller_given_slot_while_held(const char *where)
 	struct h_vm h;
 	uint64_t v = 0;
 
-	assert_int_equal(rtioreq_shm_create(&h.shm, NULL, 1), 0);
-	h.eng = rtioreq_engine_create(NULL);
-	assert_non_null(h.eng);
-	va.page = &h.shm.region->page;
-	va.chan = &h.shm.region->chan;
-	h.vm = rtioreq_vm_attach(h.eng, &va);
-	assert_non_null(h.vm);
+	h_vm_start_attr(&h, va);
 	assert_int_equal(rtioreq_range_add(mk_client(h.vm, "kbd", h_const, 0x5a, false), PIO,
 					   0x60, 0x64),
 			 0);
