@@ -35,15 +35,7 @@
 #define OFF_STATE 136
 #define SLOT sizeof(struct rtioreq_io_request)
 
-#define CHECK(cond, ...)                                                                  \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "fuzz_slot: %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                     \
-			fputc('\n', stderr);                                              \
-			abort();                                                          \
-		}                                                                         \
-	} while (0)
+#include "fuzz_check.h"
 
 /* The routing the harness sets up, and the reference lookup over it. */
 static const struct {
