@@ -182,6 +182,7 @@ void rtioreq__vm_put(struct rtioreq_vm *vm)
 	if (atomic_fetch_sub_explicit(&vm->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	/* detach already freed the map and let go of the page and channel */
+	free(vm->hist);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->place_lock);
 	free(vm);

@@ -120,24 +120,41 @@ static void vm_chan_unpoll(struct rtioreq_vm *vm)
 				  memory_order_relaxed);
 }
 
+/* RTIOREQ_VM_HIST: @n empty slot histograms, cache-line aligned (one writer each). */
+static struct rtioreq__slot_hist *hist_alloc(uint16_t n)
+{
+	struct rtioreq__slot_hist *h = aligned_alloc(RTIOREQ__CACHELINE, n * sizeof(*h));
+
+	if (!h)
+		return NULL;
+	memset(h, 0, n * sizeof(*h));
+	for (uint16_t v = 0; v < n; v++)
+		atomic_init(&h[v].min, UINT64_MAX); /* not yet published */
+	return h;
+}
+
 struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 				     const struct rtioreq_vm_attr *attr)
 {
+	struct rtioreq__slot_hist *hist = NULL;
 	struct rtioreq_vm *vm;
 	struct rtioreq__map *m;
 	int err = 0;
 
 	if (!eng || !attr || !attr->page || !attr->vcpu_num ||
-	    attr->vcpu_num > RTIOREQ_IO_REQUEST_MAX ||
+	    attr->vcpu_num > RTIOREQ_IO_REQUEST_MAX || (attr->flags & ~RTIOREQ_VM_HIST) ||
 	    (attr->chan && !chan_valid(attr->chan, attr->vcpu_num))) {
 		errno = EINVAL;
 		return NULL;
 	}
+	if (attr->flags & RTIOREQ_VM_HIST)
+		hist = hist_alloc(attr->vcpu_num);
 	vm = aligned_alloc(RTIOREQ__CACHELINE, sizeof(*vm));
 	m = rtioreq__map_empty();
-	if (!vm || !m) {
+	if (!vm || !m || ((attr->flags & RTIOREQ_VM_HIST) && !hist)) {
 		free(vm);
 		free(m);
+		free(hist);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -154,6 +171,7 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 		if (!vm->chan) {
 			free(vm);
 			free(m);
+			free(hist);
 			errno = ENOMEM;
 			return NULL;
 		}
@@ -169,6 +187,11 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	vm_chan_unpoll(vm);
 	if (attr->takeover && !vm->chan_private)
 		rtioreq__vm_takeover(vm); /* no taker knows the VM yet */
+	/* after the takeover sweep: what a dead engine left was never seen PENDING here, so
+	 * it is not recorded (rtioreq_vm_hist()); before the VM is published (V1) */
+	vm->hist = hist;
+	for (uint16_t v = 0; hist && v < attr->vcpu_num; v++)
+		vm->slot[v].hist = &hist[v];
 	atomic_init(&vm->map, m);
 	/* all slots start on the fallback path (published to the dispatcher by V1), or on
 	 * none while paused */
@@ -199,6 +222,7 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 		pthread_mutex_destroy(&vm->place_lock);
 		if (vm->chan_private)
 			free(vm->chan);
+		free(vm->hist);
 		free(vm);
 		free(m);
 		errno = err;
@@ -224,6 +248,41 @@ int rtioreq_vm_raise_irq(struct rtioreq_vm *vm, uint32_t irq, uint32_t level)
 	if (!vm->ops || !vm->ops->raise_irq)
 		return -ENOSYS;
 	return vm->ops->raise_irq(vm->hv, irq, level);
+}
+
+int rtioreq_vm_hist(struct rtioreq_vm *vm, struct rtioreq_hist *out)
+{
+	if (!vm || !out)
+		return -EINVAL;
+	if (!vm->hist) /* set at attach, constant */
+		return -ENODATA;
+	rtioreq_hist_init(out);
+	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
+		struct rtioreq__slot_hist *h = &vm->hist[v];
+		uint64_t n = 0, sum, min, max;
+
+		for (unsigned int i = 0; i < RTIOREQ_HIST_BUCKETS; i++) {
+			/* HR: pairs with HG; min/max below cover every value counted here */
+			uint64_t b = atomic_load_explicit(&h->bucket[i], memory_order_acquire);
+
+			out->bucket[i] += b;
+			n += b;
+		}
+		if (!n)
+			continue;
+		/* relaxed, after HR: statistics (see HG for what they are ordered after) */
+		sum = atomic_load_explicit(&h->sum, memory_order_relaxed);
+		min = atomic_load_explicit(&h->min, memory_order_relaxed);
+		max = atomic_load_explicit(&h->max, memory_order_relaxed);
+		out->count += n;
+		out->sum = out->sum + sum < out->sum ? UINT64_MAX : out->sum + sum;
+		out->overflow += atomic_load_explicit(&h->overflow, memory_order_relaxed);
+		if (min < out->min)
+			out->min = min;
+		if (max > out->max)
+			out->max = max;
+	}
+	return 0;
 }
 
 void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out)

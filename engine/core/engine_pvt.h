@@ -57,6 +57,10 @@
  *    Either the sleeper's second load sees the new set, or the ring came after its
  *    first load and the wait returns at once. The reverse order (set, then word) loses
  *    a set published between the two loads (tests/core/test_wakeup.c).
+ *  HG  completer: slot hist min/max/sum/overflow (relaxed), then its bucket += 1,
+ *      release, single writer (the request's owner, as slot.st)   -> HR
+ *  HR  rtioreq_vm_hist(): load a bucket, acquire, then min/max/sum  <- HG: every value
+ *      counted in a bucket it read is covered by the min/max it reads after
  *  X1  rt/apply.c: an undo record's live word = 1, release, once written -> X2
  *  X2  rt/apply.c stop/cleanup (also a signal handler): exchange it with 0,
  *      acquire; whoever saw 1 undoes the item, exactly once                 <- X1
@@ -99,6 +103,8 @@
 
 #include "core/ranges_pvt.h"
 #include "rtioreq/core/engine.h"
+#include "rtioreq/core/hist.h"
+#include "sys/clock_pvt.h"
 #include "sys/cpu_pvt.h"
 #include "sys/futex_pvt.h"
 
@@ -130,6 +136,39 @@ static inline void rtioreq__stat_inc(_Atomic uint64_t *c)
 			      memory_order_relaxed);
 }
 
+/*
+ * Engine-side service time of one slot's requests (RTIOREQ_VM_HIST; rtioreq_vm_hist()).
+ * Single writer, like slot.st: whoever completes the slot's request, so updates are
+ * relaxed load + store (no RMW, no lock) and the bucket's store is the release of HG.
+ */
+struct rtioreq__slot_hist {
+	_Atomic uint64_t sum, min, max, overflow;
+	_Atomic uint64_t bucket[RTIOREQ_HIST_BUCKETS];
+} __attribute__((aligned(RTIOREQ__CACHELINE)));
+
+/* Record @ns in @h: the completer of the slot's request only (single writer). No
+ * syscall, no lock, no allocation. */
+static inline void rtioreq__slot_hist_record(struct rtioreq__slot_hist *h, uint64_t ns)
+{
+	/* relaxed: single writer; published to readers by the bucket's release below */
+	uint64_t sum = atomic_load_explicit(&h->sum, memory_order_relaxed);
+	_Atomic uint64_t *b = &h->bucket[rtioreq_hist_index(ns)];
+
+	atomic_store_explicit(&h->sum, sum + ns < sum ? UINT64_MAX : sum + ns,
+			      memory_order_relaxed);
+	if (ns < atomic_load_explicit(&h->min, memory_order_relaxed))
+		atomic_store_explicit(&h->min, ns, memory_order_relaxed);
+	if (ns > atomic_load_explicit(&h->max, memory_order_relaxed))
+		atomic_store_explicit(&h->max, ns, memory_order_relaxed);
+	if (ns >> RTIOREQ_HIST_MAX_BITS)
+		atomic_store_explicit(&h->overflow,
+				      atomic_load_explicit(&h->overflow, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+	/* HG: after min/max/sum; pairs with HR in rtioreq_vm_hist() */
+	atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + 1,
+			      memory_order_release);
+}
+
 /* Engine-private state of one (VM, vCPU) slot. */
 struct rtioreq__slot {
 	_Atomic uint32_t busy; /* 1 between take and completion (T0/C1) */
@@ -137,6 +176,11 @@ struct rtioreq__slot {
 	bool valid;			/* snapshot passed validation */
 	uint64_t gen;			/* tag of the last take; written by the taker only */
 	struct rtioreq_req req;		/* the snapshot: the only copy handlers see */
+	/* RTIOREQ_VM_HIST: this slot's histogram (NULL: off), set at attach before the VM
+	 * is published and constant after; t_take: when the taker saw the request PENDING,
+	 * written by the taker and published with req */
+	struct rtioreq__slot_hist *hist;
+	uint64_t t_take;
 	struct rtioreq__slot_stats st;
 } __attribute__((aligned(RTIOREQ__CACHELINE)));
 
@@ -192,6 +236,7 @@ struct rtioreq_vm {
 	void *hv;
 	uint16_t id, vcpu_num;
 	bool chan_private;
+	struct rtioreq__slot_hist *hist; /* RTIOREQ_VM_HIST: vcpu_num of them, or NULL */
 	/* control plane */
 	_Atomic uint32_t refs;	    /* R1: the engine's (attach to detach) + one per client */
 	/*
@@ -384,6 +429,9 @@ static inline void rtioreq__complete(struct rtioreq_vm *vm, struct rtioreq__slot
 	rtioreq__stat_inc(polled ? &sl->st.polled : &sl->st.fallback);
 	if (notify)
 		rtioreq__stat_inc(&sl->st.notified);
+	if (sl->hist) /* RTIOREQ_VM_HIST; off: one predictable branch. Before C1: the next
+		       * taker of the slot is the next writer */
+		rtioreq__slot_hist_record(sl->hist, rtioreq__now_ns() - sl->t_take);
 	/* C1: the slot's engine state is free again; pairs with T0 of the next taker */
 	atomic_store_explicit(&sl->busy, 0, memory_order_release);
 	/* C2: value and every earlier write before COMPLETE; pairs with the hv's H2 */
@@ -421,6 +469,8 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 	/* T0: a slot still owned by an earlier request is not taken again; pairs with C1 */
 	if (atomic_load_explicit(&sl->busy, memory_order_acquire))
 		return false;
+	if (sl->hist) /* RTIOREQ_VM_HIST: the service time starts here (rtioreq_vm_hist()) */
+		sl->t_take = rtioreq__now_ns();
 	/* snapshot first (sl->req is free: busy is 0), so that a hypervisor seeing
 	 * PROCESSING knows the engine no longer reads the slot's fields */
 	sl->valid = rtioreq__snapshot(wire, &sl->req);

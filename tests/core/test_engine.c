@@ -562,10 +562,202 @@ static void test_paused_attach(void **state)
 	h_vm_stop(&h);
 }
 
+/* ------------------------------------------------------------------------------- */
+/* RTIOREQ_VM_HIST: the engine-side service time (rtioreq_vm_hist()) */
+
+#define HIST_SHORT_NS 1000000ull /* 1 ms */
+#define HIST_LONG_NS 50000000ull /* 50 ms: far above any scheduling delay of a short one */
+#define HIST_EACH 5
+
+/* Fallback path: sleep the request's address in ns (a client thread may block). */
+static int h_sleep_addr(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
+{
+	struct timespec ts = { (time_t)(req->addr / 1000000000u),
+			       (long)(req->addr % 1000000000u) };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+	return 0;
+}
+
+/* Polling path: busy-wait the request's address in ns (a poller must not sleep). */
+static int h_spin_addr(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
+{
+	uint64_t end = h_now_ns() + req->addr;
+
+	while (h_now_ns() < end)
+		;
+	return 0;
+}
+
+/* Values in buckets at or above the bucket of @ns. */
+static uint64_t hist_at_least(const struct rtioreq_hist *h, uint64_t ns)
+{
+	uint64_t n = 0;
+
+	for (unsigned int i = rtioreq_hist_index(ns); i < RTIOREQ_HIST_BUCKETS; i++)
+		n += h->bucket[i];
+	return n;
+}
+
+/*
+ * HIST_EACH requests whose handler takes HIST_SHORT_NS and HIST_EACH that take
+ * HIST_LONG_NS, plus one unclaimed: every request is counted exactly once, the short
+ * ones land in buckets at or above HIST_SHORT_NS's and below HIST_LONG_NS's, the long
+ * ones at or above HIST_LONG_NS's.
+ */
+static void hist_check_split(struct h_vm *h, uint16_t vcpu)
+{
+	struct rtioreq_vm_stats st;
+	struct rtioreq_hist hs;
+	uint64_t sum = 0;
+
+	for (int i = 0; i < 2 * HIST_EACH; i++)
+		h_io(h, vcpu, MMIO, WR, i < HIST_EACH ? HIST_SHORT_NS : HIST_LONG_NS, 1, 0);
+	h_io(h, vcpu, PIO, RD, 0x10, 1, 0); /* no client: unclaimed, recorded too */
+	assert_int_equal(rtioreq_vm_hist(h->vm, &hs), 0);
+	rtioreq_vm_stats(h->vm, &st);
+	assert_int_equal(st.dispatched, 2 * HIST_EACH + 1);
+	assert_int_equal(st.unclaimed, 1);
+	assert_int_equal(hs.count, st.dispatched);
+	for (unsigned int i = 0; i < RTIOREQ_HIST_BUCKETS; i++)
+		sum += hs.bucket[i];
+	assert_int_equal(sum, hs.count);
+	assert_int_equal(hist_at_least(&hs, HIST_LONG_NS), HIST_EACH);
+	assert_int_equal(hist_at_least(&hs, HIST_SHORT_NS), 2 * HIST_EACH);
+	assert_true(hs.max >= HIST_LONG_NS);
+	assert_true(hs.min < HIST_SHORT_NS); /* the unclaimed one: no handler */
+	assert_true(hs.sum >= HIST_EACH * (HIST_SHORT_NS + HIST_LONG_NS));
+	assert_int_equal(hs.overflow, 0);
+}
+
+static void test_vm_hist_off(void **state)
+{
+	struct rtioreq_vm_attr va = { .id = 2, .vcpu_num = 1 };
+	struct rtioreq_hist hs;
+	struct h_vm h;
+
+	h_vm_start(&h, 1);
+	assert_int_equal(rtioreq_vm_hist(h.vm, &hs), -ENODATA);
+	assert_int_equal(rtioreq_vm_hist(h.vm, NULL), -EINVAL);
+	assert_int_equal(rtioreq_vm_hist(NULL, &hs), -EINVAL);
+	/* an option this library does not know is refused, not ignored */
+	va.page = &h.shm.region->page;
+	va.flags = RTIOREQ_VM_HIST << 1;
+	errno = 0;
+	assert_null(rtioreq_vm_attach(h.eng, &va));
+	assert_int_equal(errno, EINVAL);
+	h_vm_stop(&h);
+}
+
+static void test_vm_hist_fallback(void **state)
+{
+	struct h_vm h;
+
+	h_vm_start_attr(&h, (struct rtioreq_vm_attr){ .id = 1, .vcpu_num = 1,
+						      .flags = RTIOREQ_VM_HIST });
+	assert_int_equal(rtioreq_range_add(mk_client(h.vm, "sleep", h_sleep_addr, 0, false),
+					   MMIO, HIST_SHORT_NS, HIST_LONG_NS),
+			 0);
+	hist_check_split(&h, 0);
+	h_vm_stop(&h);
+}
+
+static void test_vm_hist_polling(void **state)
+{
+	struct rtioreq_thread_attr ta = RTIOREQ_THREAD_ATTR_DEFAULT;
+	struct rtioreq_vm_stats st;
+	struct rtioreq_poller *p;
+	struct h_vm h;
+
+	h_vm_start_attr(&h, (struct rtioreq_vm_attr){ .id = 1, .vcpu_num = 1,
+						      .flags = RTIOREQ_VM_HIST });
+	assert_int_equal(rtioreq_range_add(mk_client(h.vm, "spin", h_spin_addr, 0, false),
+					   MMIO, HIST_SHORT_NS, HIST_LONG_NS),
+			 0);
+	p = rtioreq_poller_create(h.eng, &ta);
+	assert_non_null(p);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 0, p), 0);
+	hist_check_split(&h, 0);
+	rtioreq_vm_stats(h.vm, &st);
+	assert_int_equal(st.polled, 2 * HIST_EACH + 1);
+	h_vm_stop(&h);
+}
+
+struct hist_reader {
+	struct rtioreq_vm *vm;
+	_Atomic bool stop;
+	uint64_t reads;
+};
+
+/* Reads while requests complete: the count never goes back, the buckets always add
+ * up to it, and min/max cover it (TSan: no race with the completers). */
+static void *hist_read_main(void *arg)
+{
+	struct hist_reader *r = arg;
+	struct rtioreq_hist *hs = malloc(sizeof(*hs));
+	uint64_t last = 0;
+
+	assert_non_null(hs);
+	while (!atomic_load(&r->stop)) {
+		uint64_t sum = 0;
+
+		assert_int_equal(rtioreq_vm_hist(r->vm, hs), 0);
+		for (unsigned int i = 0; i < RTIOREQ_HIST_BUCKETS; i++)
+			sum += hs->bucket[i];
+		assert_int_equal(sum, hs->count);
+		assert_true(hs->count >= last);
+		if (hs->count) {
+			assert_true(hs->min <= hs->max);
+			assert_true(rtioreq_hist_percentile(hs, 50) <= hs->max);
+		}
+		last = hs->count;
+		r->reads++;
+	}
+	free(hs);
+	return NULL;
+}
+
+/* Two slots, one polled and one on the fallback path, a reader in parallel. */
+static void test_vm_hist_concurrent_reader(void **state)
+{
+	struct rtioreq_thread_attr ta = RTIOREQ_THREAD_ATTR_DEFAULT;
+	struct hist_reader r = { 0 };
+	struct rtioreq_vm_stats st;
+	struct rtioreq_poller *p;
+	struct rtioreq_hist hs;
+	pthread_t t;
+	struct h_vm h;
+
+	h_vm_start_attr(&h, (struct rtioreq_vm_attr){ .id = 1, .vcpu_num = 2,
+						      .flags = RTIOREQ_VM_HIST });
+	mk_client(h.vm, "dflt", h_const, 7, true);
+	p = rtioreq_poller_create(h.eng, &ta);
+	assert_non_null(p);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 0, p), 0);
+	r.vm = h.vm;
+	assert_int_equal(pthread_create(&t, NULL, hist_read_main, &r), 0);
+	for (int i = 0; i < 2000; i++)
+		assert_int_equal(h_io(&h, (uint16_t)(i & 1), PIO, RD, 0x20, 1, 0), 7);
+	atomic_store(&r.stop, true);
+	pthread_join(t, NULL);
+	assert_true(r.reads > 0);
+	assert_int_equal(rtioreq_vm_hist(h.vm, &hs), 0);
+	rtioreq_vm_stats(h.vm, &st);
+	assert_int_equal(st.polled, 1000);
+	assert_int_equal(hs.count, 2000);
+	assert_int_equal(hs.count, st.dispatched);
+	h_vm_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_attach_validation),
+		cmocka_unit_test(test_vm_hist_off),
+		cmocka_unit_test(test_vm_hist_fallback),
+		cmocka_unit_test(test_vm_hist_polling),
+		cmocka_unit_test(test_vm_hist_concurrent_reader),
 		cmocka_unit_test(test_thread_attr_validation),
 		cmocka_unit_test(test_fallback_routing),
 		cmocka_unit_test(test_polling_path),

@@ -92,8 +92,11 @@ static void ev_count(void *ctx, const struct rtioreq_event *e)
  * @events: with an events thread reporting every 5 ms (the workload sends 5% of its
  * requests to an unclaimed port, so there is something to report each period): the
  * poller's steady state must be just as clean, and every unclaimed request reported.
+ * @hist: the VM records its service-time histogram (RTIOREQ_VM_HIST): two reads of
+ * CLOCK_MONOTONIC per request, which must come from the vDSO (0 syscalls), and every
+ * request is recorded.
  */
-static void steady_state(bool events, uint64_t n)
+static void steady_state(bool events, bool hist, uint64_t n)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct rtioreq_thread_attr ta = { .cpu = ncpu > 1 ? (int)ncpu - 1 : -1 };
@@ -109,7 +112,8 @@ static void steady_state(bool events, uint64_t n)
 	struct rtioreq_vm_stats st0 = { 0 }, st1 = { 0 };
 	struct ev_sum sum = { 0 };
 
-	h_vm_start(&h, 16);
+	h_vm_start_attr(&h, (struct rtioreq_vm_attr){ .id = 1, .vcpu_num = 16,
+						      .flags = hist ? RTIOREQ_VM_HIST : 0 });
 	assert_int_equal(rtioreq_exdev_attach(dev, h.vm), 0);
 	p = rtioreq_poller_create(h.eng, &ta);
 	assert_non_null(p);
@@ -164,6 +168,20 @@ static void steady_state(bool events, uint64_t n)
 		      HYG_COUNT_ALLOCS ? "" : "(not counted under sanitizers) ",
 		      (unsigned long)allocs);
 	assert_int_equal(served, n);
+	if (hist) {
+		struct rtioreq_hist *hs = malloc(sizeof(*hs));
+
+		assert_non_null(hs);
+		assert_int_equal(rtioreq_vm_hist(h.vm, hs), 0);
+		rtioreq_vm_stats(h.vm, &st1);
+		print_message("service time ns: p50 %lu p99 %lu max %lu over %lu requests\n",
+			      (unsigned long)rtioreq_hist_percentile(hs, 50),
+			      (unsigned long)rtioreq_hist_percentile(hs, 99),
+			      (unsigned long)hs->max, (unsigned long)hs->count);
+		assert_int_equal(hs->count, st1.dispatched);
+		assert_true(hs->count >= n);
+		free(hs);
+	}
 	if (COUNT_SYSCALLS)
 		assert_int_equal(v[HYG_SYSCALLS], 0);
 	assert_int_equal(v[HYG_FAULTS], 0);
@@ -293,12 +311,17 @@ static void test_polling_syscalls_under_churn(void **state)
 
 static void test_polling_steady_state_is_clean(void **state)
 {
-	steady_state(false, 1000000);
+	steady_state(false, false, 1000000);
+}
+
+static void test_polling_steady_state_with_hist(void **state)
+{
+	steady_state(false, true, 300000); /* 300k: as with events, for the TSan build */
 }
 
 static void test_polling_steady_state_with_events(void **state)
 {
-	steady_state(true, 300000); /* 300k: the TSan build stays within its timeout */
+	steady_state(true, false, 300000); /* 300k: the TSan build stays within its timeout */
 }
 
 int main(void)
@@ -308,6 +331,7 @@ int main(void)
 		cmocka_unit_test(test_polling_steady_state_is_clean),
 		cmocka_unit_test(test_polling_syscalls_under_churn),
 		cmocka_unit_test(test_polling_steady_state_with_events),
+		cmocka_unit_test(test_polling_steady_state_with_hist),
 	};
 
 	if (geteuid() != 0)

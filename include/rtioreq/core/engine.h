@@ -53,6 +53,7 @@ struct rtioreq_vm;
 struct rtioreq_client;
 struct rtioreq_poller;
 struct rtioreq_vm_stats;
+struct rtioreq_hist;
 
 /**
  * A validated private copy of one slot's request: what handlers see. Handlers never
@@ -185,8 +186,24 @@ struct rtioreq_vm_attr {
 	 * while another engine may still serve the page. Ignored without \p chan.
 	 */
 	bool takeover;
-	uint64_t reserved[6]; /**< zero; new fields come from here (rtioreq/common.h) */
+	/**
+	 * Options, RTIOREQ_VM_* bits (0: none). A bit this library does not know makes
+	 * rtioreq_vm_attach() fail with EINVAL, so a binary asking for a newer option
+	 * learns it is missing. (Taken out of the reserved tail in 0.x: the size is
+	 * unchanged.)
+	 */
+	uint64_t flags;
+	uint64_t reserved[5]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
+
+/**
+ * rtioreq_vm_attr.flags: record each request's engine-side service time in a per-VM
+ * histogram, read with rtioreq_vm_hist(). Off (the default) it costs one predictable
+ * branch when a request is taken and one when it is completed; on, two reads of the
+ * vDSO clock (no syscall) and a few relaxed stores per request, and
+ * vcpu_num * sizeof(struct rtioreq_hist) bytes allocated at attach.
+ */
+#define RTIOREQ_VM_HIST (1ull << 0)
 
 /**
  * rtioreq_vm_attach() - serve a slot page. All slots start on the fallback path.
@@ -289,6 +306,39 @@ struct rtioreq_vm_stats {
 };
 /** Any thread, never blocks (relaxed loads: each counter may be one request behind). */
 void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out);
+
+/**
+ * rtioreq_vm_hist() - the engine-side service time of \p vm's requests (attached with
+ * RTIOREQ_VM_HIST in rtioreq_vm_attr.flags), summed over its slots into \p out.
+ *
+ * What is measured, per request, in ns of CLOCK_MONOTONIC: from the moment its taker
+ * (a poller, the dispatcher, or a detach's last sweep) saw the slot PENDING and
+ * starts the snapshot, to the moment just before the engine stores COMPLETE (after
+ * the handler ran and the value was written back). It is the engine's service time,
+ * not the guest's round trip: the time the request spent PENDING before a taker saw
+ * it (poller loop, upcall and dispatcher wake-up) and the completion notification are
+ * outside it. Every request taken from PENDING is recorded exactly once, whichever
+ * path completes it (inline handler, client thread, rtioreq_client_complete(), a
+ * clear's or teardown's force, invalid, unclaimed): once the VM is idle, `count`
+ * equals rtioreq_vm_stats().dispatched. Requests a dead engine left behind
+ * (rtioreq_vm_attr.takeover, counted `abandoned`) are not: this engine never saw them
+ * PENDING.
+ *
+ * Consistency: each slot's histogram has one writer at a time (whoever completes that
+ * slot's request) and is read with atomic loads, so no bucket is ever torn. A read
+ * taken while requests complete may be a few requests behind; `count` is the sum of
+ * the buckets read, and `min`/`max` cover every value counted (each bucket is
+ * published after them, release/acquire); `sum` may already include a request whose
+ * bucket was not yet read. There is no reset: for an interval, read twice and
+ * subtract the buckets and counts.
+ *
+ * Context: any thread, including a handler; never blocks, takes no lock, allocates
+ * nothing (\p out is the caller's: sizeof(struct rtioreq_hist), about 18 KiB).
+ * Valid until the VM is detached.
+ * Return: 0; -EINVAL (\p vm or \p out NULL); -ENODATA (the VM was attached without
+ * RTIOREQ_VM_HIST).
+ */
+int rtioreq_vm_hist(struct rtioreq_vm *vm, struct rtioreq_hist *out);
 
 /* ------------------------------------------------------------------------- */
 /* Clients and ranges */
