@@ -59,6 +59,8 @@ struct cli_report {
 };
 void cli_report_text(FILE *f, const struct cli_report *r);
 void cli_report_json(FILE *f, const struct cli_report *r);
+/* JSON member "@key": {"min", percentiles, "max", "mean", "count"} of @h (ns). */
+void cli_json_hist(FILE *f, const char *key, const struct rtioreq_hist *h);
 /* 0 if every request completed exactly once with the right value, else CLI_EXIT_FAIL. */
 int cli_report_verdict(const struct cli_report *r);
 

@@ -78,12 +78,7 @@ void cli_report_json(FILE *f, const struct cli_report *r)
 		   "\"throughput_rps\": %.0f, ",
 		(unsigned long long)res->upcalls, (unsigned long long)r->sleeps,
 		(double)res->ns / 1e9, throughput(res));
-	fprintf(f, "\"latency_ns\": {\"min\": %llu", (unsigned long long)(h->count ? h->min : 0));
-	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
-		fprintf(f, ", \"%s\": %llu", pcts[i].key,
-			(unsigned long long)rtioreq_hist_percentile(h, pcts[i].p));
-	fprintf(f, ", \"max\": %llu, \"mean\": %.1f}", (unsigned long long)h->max,
-		rtioreq_hist_mean(h));
+	cli_json_hist(f, "latency_ns", h);
 	if (st)
 		fprintf(f, ", \"engine\": {\"dispatched\": %llu, \"completed\": %llu, "
 			   "\"polled\": %llu, \"fallback\": %llu, \"cleared\": %llu, "
@@ -93,6 +88,16 @@ void cli_report_json(FILE *f, const struct cli_report *r)
 			(unsigned long long)st->cleared, (unsigned long long)st->forced,
 			(unsigned long long)st->notified);
 	fprintf(f, ", \"ok\": %s}\n", cli_report_verdict(r) ? "false" : "true");
+}
+
+void cli_json_hist(FILE *f, const char *key, const struct rtioreq_hist *h)
+{
+	fprintf(f, "\"%s\": {\"min\": %llu", key, (unsigned long long)(h->count ? h->min : 0));
+	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
+		fprintf(f, ", \"%s\": %llu", pcts[i].key,
+			(unsigned long long)rtioreq_hist_percentile(h, pcts[i].p));
+	fprintf(f, ", \"max\": %llu, \"mean\": %.1f, \"count\": %llu}",
+		(unsigned long long)h->max, rtioreq_hist_mean(h), (unsigned long long)h->count);
 }
 
 int cli_report_verdict(const struct cli_report *r)

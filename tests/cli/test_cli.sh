@@ -163,6 +163,9 @@ grep -qF '"ok": true' "$tmp/hv.json" && grep -q "completed 100000, polled 100000
 	{ echo "FAIL: cross-process: $(cat "$tmp/hv.json" "$tmp/serve.err")"; fail=1; }
 check_meta "$tmp/hv.json"
 check_meta "$tmp/serve.json"
+# serve --json: the engine-side service time of every request served (RTIOREQ_VM_HIST)
+grep -q '"dispatched": 100000,.*"service_ns": {"min": [0-9]*, "p50": [1-9][0-9]*,.*"count": 100000}}$' \
+	"$tmp/serve.json" || { echo "FAIL: serve --json service_ns: $(cat "$tmp/serve.json")"; fail=1; }
 echo "ok: serve + hv: $(tail -1 "$tmp/serve.err")"
 # a name in use (here: left over) is refused, not reused
 : >"/dev/shm$name"
