@@ -262,6 +262,7 @@ void rtioreq_events_stop(struct rtioreq_events *ev)
 
 void rtioreq_client_stats(const struct rtioreq_client *c, struct rtioreq_client_stats *out)
 {
+	memset(out, 0, sizeof(*out)); /* reserved tail: zero (rtioreq/common.h) */
 	/* relaxed: statistics */
 	out->served = atomic_load_explicit(&c->served, memory_order_relaxed);
 	out->handler_errors = atomic_load_explicit(&c->handler_errors, memory_order_relaxed);

@@ -532,6 +532,7 @@ static int param_add(struct rtioreq__profile_index *ix, const char *owner, const
 		ix->cap_params = cap;
 	}
 	e = &ix->params[ix->n_params];
+	memset(e, 0, sizeof(*e)); /* the param's reserved tail reads zero (rtioreq/common.h) */
 	e->owner = strdup(owner);
 	e->p.key = strdup(key);
 	e->p.value = strdup(value);

@@ -801,6 +801,7 @@ int rtioreq_rt_throttle_get(const char *dir, struct rtioreq_rt_throttle *t)
 	char v[32], *end;
 	int r;
 
+	memset(t, 0, sizeof(*t)); /* reserved tail: zero (rtioreq/common.h) */
 	dir = dir ? dir : RT_SYSCTL_DEFAULT;
 	r = read_line(dir, "sched_rt_runtime_us", v, sizeof(v));
 	if (r < 0)

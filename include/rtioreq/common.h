@@ -19,13 +19,19 @@
  * the fields you use. A later minor version takes new fields out of the reserved
  * space, where zero means "the old behaviour", so the size and the offsets of every
  * existing field never change within a soname and a binary built against an older
- * version keeps working with a newer library. tests/core/test_api.c pins the sizes.
- * Structs the library allocates and hands out only by pointer are opaque and may grow.
- * Fixed layouts, no reserved tail: the wire format (rtioreq/abi.h), struct rtioreq_req
- * (the hot path's snapshot), struct rtioreq_hist, and the example devices' state
- * (rtioreq/devices/exdev.h). Not yet covered, until 1.0: a loaded profile and its plan
- * (rtioreq/rt/profile.h), which the library allocates and the caller reads, arrays
- * included; their layout may change with the soname (librtioreq.so.0.MINOR).
+ * version keeps working with a newer library. tests/api/test_api.c pins the sizes.
+ * The same holds for the elements of arrays the library allocates and the caller
+ * indexes (a loaded profile's cores, slots, VMs, devices, ranges and params; a plan's
+ * threads and slots): the stride is part of the ABI, so they end in reserved space too.
+ * struct rtioreq_profile_apply_attr has a `size` field instead (set it to its sizeof).
+ * Structs the library allocates and hands out only by pointer, never as an array
+ * element, may grow at the end: a loaded profile (struct rtioreq_profile), a
+ * diagnostic, an event, a bind request (rtioreq/rt/apply.h), a simulator op; read the
+ * fields you know, never allocate one or copy one back to the library. Handles
+ * (struct rtioreq_engine, ...) are opaque. Fixed layouts, no reserved tail: the wire
+ * format (rtioreq/abi.h), struct rtioreq_req (the hot path's snapshot), struct
+ * rtioreq_hist, struct rtioreq_sim_workload (a {function, context} pair inside the
+ * simulator's attributes), and the example devices' state (rtioreq/devices/exdev.h).
  *
  * @par Threads
  * Each header says which thread may call what; handlers on the polling path must not

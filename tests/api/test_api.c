@@ -56,6 +56,22 @@ static void test_struct_sizes(void **state)
 	SIZE(struct rtioreq_rt_roots, 40);
 	SIZE(struct rtioreq_rt_cpuset, 680);
 	SIZE(struct rtioreq_hist, 17960);
+	SIZE(struct rtioreq_rt_throttle, 32);
+	SIZE(struct rtioreq_events_attr, 96);
+	SIZE(struct rtioreq_client_stats, 64);
+#if RTIOREQ_HAVE_PROFILES
+	/* caller-allocated, or array elements the caller indexes (the stride is ABI) */
+	SIZE(struct rtioreq_profile_slot, 48);
+	SIZE(struct rtioreq_profile_core, 80);
+	SIZE(struct rtioreq_profile_range, 40);
+	SIZE(struct rtioreq_profile_param, 40);
+	SIZE(struct rtioreq_profile_device, 80);
+	SIZE(struct rtioreq_profile_vm, 56);
+	SIZE(struct rtioreq_profile_plan_thread, 104);
+	SIZE(struct rtioreq_profile_plan_slot, 16);
+	SIZE(struct rtioreq_profile_plan, 264);
+	SIZE(struct rtioreq_profile_apply_attr, 64); /* grows at the end: its size field */
+#endif
 }
 
 /* The reserved space is the last member (a field added after it would move nothing but
@@ -79,6 +95,20 @@ static void test_reserved_tail(void **state)
 	TAIL(struct rtioreq_hv_req);
 	TAIL(struct rtioreq_rt_roots);
 	TAIL(struct rtioreq_rt_cpuset);
+	TAIL(struct rtioreq_rt_throttle);
+	TAIL(struct rtioreq_events_attr);
+	TAIL(struct rtioreq_client_stats);
+#if RTIOREQ_HAVE_PROFILES
+	TAIL(struct rtioreq_profile_slot);
+	TAIL(struct rtioreq_profile_core);
+	TAIL(struct rtioreq_profile_range);
+	TAIL(struct rtioreq_profile_param);
+	TAIL(struct rtioreq_profile_device);
+	TAIL(struct rtioreq_profile_vm);
+	TAIL(struct rtioreq_profile_plan_thread);
+	TAIL(struct rtioreq_profile_plan_slot);
+	TAIL(struct rtioreq_profile_plan);
+#endif
 }
 
 /* Stats calls zero the reserved tail: a newer caller reading a field an older library
@@ -88,7 +118,12 @@ static void test_stats_zero_reserved(void **state)
 	struct rtioreq_engine *eng = rtioreq_engine_create(NULL);
 	struct rtioreq_thread_attr pa = RTIOREQ_THREAD_ATTR_DEFAULT;
 	struct rtioreq_poller_stats ps;
+	struct rtioreq_client_stats cs;
+	struct rtioreq_rt_throttle th;
+	static struct rtioreq_io_request_buffer page;
+	struct rtioreq_client *c;
 	struct rtioreq_poller *p;
+	struct rtioreq_vm *vm;
 	uint64_t zero[16] = { 0 };
 
 	assert_non_null(eng);
@@ -98,6 +133,17 @@ static void test_stats_zero_reserved(void **state)
 	rtioreq_poller_stats(p, &ps);
 	assert_memory_equal(ps.reserved, zero, sizeof(ps.reserved));
 	assert_int_equal(rtioreq_poller_destroy(p), 0);
+	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){ .id = 1, .vcpu_num = 1,
+								 .page = &page });
+	assert_non_null(vm);
+	c = rtioreq_client_create(vm, &(struct rtioreq_client_attr){ .name = "c" });
+	assert_non_null(c);
+	memset(&cs, 0xa5, sizeof(cs));
+	rtioreq_client_stats(c, &cs);
+	assert_memory_equal(cs.reserved, zero, sizeof(cs.reserved));
+	memset(&th, 0xa5, sizeof(th));
+	if (rtioreq_rt_throttle_get(NULL, &th) == 0) /* /proc/sys/kernel may be hidden */
+		assert_memory_equal(th.reserved, zero, sizeof(th.reserved));
 	rtioreq_engine_destroy(eng);
 }
 

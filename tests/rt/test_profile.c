@@ -85,6 +85,41 @@ static struct rtioreq_profile *load_ok(const char *path, struct diags *g)
 
 /* ------------------------------------------------------------------------- */
 
+/* Every reserved tail of a loaded profile's arrays and of a plan reads zero: a later
+ * library takes new fields from them, where zero means the old behaviour
+ * (rtioreq/common.h). */
+#define RESERVED_ZERO(x) \
+	do { \
+		for (size_t r_ = 0; r_ < sizeof((x).reserved) / sizeof((x).reserved[0]); r_++) \
+			assert_int_equal((x).reserved[r_], 0); \
+	} while (0)
+
+static void reserved_zero(const struct rtioreq_profile *p, const struct rtioreq_profile_plan *plan)
+{
+	for (unsigned int c = 0; c < p->n_cores; c++) {
+		RESERVED_ZERO(p->cores[c]);
+		for (unsigned int s = 0; s < p->cores[c].n_slots; s++)
+			RESERVED_ZERO(p->cores[c].slots[s]);
+	}
+	for (unsigned int v = 0; v < p->n_vms; v++) {
+		RESERVED_ZERO(p->vms[v]);
+		for (unsigned int d = 0; d < p->vms[v].n_devices; d++) {
+			const struct rtioreq_profile_device *dev = &p->vms[v].devices[d];
+
+			RESERVED_ZERO(*dev);
+			for (unsigned int r = 0; r < dev->n_ranges; r++)
+				RESERVED_ZERO(dev->ranges[r]);
+			for (unsigned int k = 0; k < dev->n_params; k++)
+				RESERVED_ZERO(dev->params[k]);
+		}
+	}
+	RESERVED_ZERO(*plan);
+	for (unsigned int t = 0; t < plan->n_threads; t++)
+		RESERVED_ZERO(plan->threads[t]);
+	for (unsigned int s = 0; s < plan->n_slots; s++)
+		RESERVED_ZERO(plan->slots[s]);
+}
+
 static const char *const shipped[] = { "dev-2cpu.yaml", "auto-4cpu.yaml", "auto-8cpu.yaml" };
 
 static void test_shipped_profiles(void **state)
@@ -108,8 +143,10 @@ static void test_shipped_profiles(void **state)
 		/* On this host without the host check: at most warnings about CPUs. */
 		assert_int_equal(rtioreq_profile_validate(p, false), 0);
 		assert_int_equal(g.errors, 0);
+		memset(&plan, 0xa5, sizeof(plan)); /* plan_build fills all of it */
 		assert_int_equal(rtioreq_profile_plan_build(p, &plan), 0);
 		assert_true(plan.n_threads >= 3);
+		reserved_zero(p, &plan);
 		rtioreq_profile_plan_free(&plan);
 		out = open_memstream(&buf, &len);
 		assert_non_null(out);
@@ -322,6 +359,7 @@ static void test_params(void **state)
 	assert_null(rtioreq_profile_param(wdt, "irq"));
 	assert_int_equal(rtioreq_profile_plan_build(p, &plan), 0);
 	assert_int_equal(plan.rt_throttling, RTIOREQ_PROFILE_THROTTLING_KEEP);
+	reserved_zero(p, &plan); /* params and ranges too */
 	rtioreq_profile_plan_free(&plan);
 	rtioreq_profile_free(p);
 

@@ -41,7 +41,8 @@ enum rtioreq_event_kind {
 	RTIOREQ_EVENT_DROPPED,	     /**< \p count events over max_per_period were not delivered */
 };
 
-/** One event: what happened, where, how often. */
+/** One event: what happened, where, how often. Library-allocated and handed to the
+ * callback by pointer only: it may grow at the end (rtioreq/common.h). */
 struct rtioreq_event {
 	enum rtioreq_event_kind kind; /**< what happened */
 	uint16_t vm_id; /**< VM events; 0 otherwise */
@@ -63,6 +64,7 @@ struct rtioreq_events_attr {
 	unsigned int max_per_period; /**< 0: 64 */
 	struct rtioreq_thread_attr thread; /**< placement; zero: CPU 0, SCHED_OTHER (use
 					    * RTIOREQ_THREAD_ATTR_DEFAULT for unpinned) */
+	uint64_t reserved[4]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 struct rtioreq_events;
@@ -88,6 +90,7 @@ const char *rtioreq_event_name(enum rtioreq_event_kind kind);
 struct rtioreq_client_stats {
 	uint64_t served;	 /**< requests completed by its handler or its waiters */
 	uint64_t handler_errors; /**< of which the handler (or complete's status) said < 0 */
+	uint64_t reserved[6]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 /** rtioreq_client_stats() - \p client's counters into \p out. Any thread, never blocks. */
 void rtioreq_client_stats(const struct rtioreq_client *client, struct rtioreq_client_stats *out);

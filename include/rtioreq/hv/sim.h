@@ -28,7 +28,11 @@ enum rtioreq_sim_check {
 	RTIOREQ_SIM_CHECK_EQ_OR_ALT /**< value == expect or value == expect_alt */
 };
 
-/** One generated request and what its read must return. */
+/**
+ * One generated request and what its read must return. Library-allocated (zeroed once,
+ * then handed to the same vCPU's gen for each request) and handed out by pointer only:
+ * it may grow at the end, and a field gen does not know stays zero (rtioreq/common.h).
+ */
 struct rtioreq_sim_op {
 	struct rtioreq_hv_req req;     /**< the request */
 	uint64_t expect;	       /**< a read's value (by \p check) */
@@ -40,6 +44,8 @@ struct rtioreq_sim_op {
  * Workload: generates request \p k of \p vcpu. Called only by the producer that owns
  * \p vcpu, in order k = 0, 1, 2, ...; a write's effect on the device can be applied to
  * the workload's shadow state right away (the next request of the vCPU comes after).
+ * A fixed layout {function, context} pair, no reserved tail: it is embedded in struct
+ * rtioreq_sim_attr, whose reserved tail takes any new workload hook.
  */
 struct rtioreq_sim_workload {
 	/** fill \p op with request \p k of \p vcpu */

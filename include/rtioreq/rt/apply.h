@@ -52,6 +52,8 @@ struct rtioreq_profile_run; /**< an applied profile (opaque) */
  * blocking client), thread placement (NULL: the profile's clients core), is_default. Later
  * devices naming the same client get the \p client already created and \p attr is ignored.
  * If \p store is set by the callback, the created client is written there.
+ * Library-allocated and handed to the callback by pointer only: it may grow at the end
+ * (rtioreq/common.h).
  */
 struct rtioreq_profile_bind {
 	const struct rtioreq_profile_vm *pv;	   /**< the VM in the profile */

@@ -92,6 +92,7 @@ struct rtioreq_profile_slot {
 	int64_t vcpu;	      /**< `vcpu:` (the one-vCPU form; read vcpus) */
 	int64_t *vcpus;	      /**< `vcpus:` the vCPUs (slots) */
 	unsigned int n_vcpus; /**< entries in vcpus */
+	uint64_t reserved[2]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /** One `cores:` entry: a CPU and what runs there. */
@@ -105,6 +106,7 @@ struct rtioreq_profile_core {
 	uint64_t spin_us; /**< hybrid only; RTIOREQ_PROFILE_SPIN_US_DEFAULT when not given */
 	struct rtioreq_profile_slot *slots; /**< `slots:` polled by this core */
 	unsigned int n_slots; /**< entries in slots */
+	uint64_t reserved[2]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /** One `ranges:` entry of a device. */
@@ -112,6 +114,7 @@ struct rtioreq_profile_range {
 	enum rtioreq_profile_range_type type; /**< `type:` */
 	uint64_t start; /**< `start:` */
 	uint64_t end; /**< `end:` inclusive */
+	uint64_t reserved[2]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /**
@@ -125,6 +128,7 @@ struct rtioreq_profile_param {
 	char *value; /**< the scalar as written (YAML quoting removed) */
 	unsigned int line;   /**< of the value, 1-based */
 	unsigned int column; /**< of the value, 1-based */
+	uint64_t reserved[2]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /** One `devices:` entry of a VM. */
@@ -135,6 +139,7 @@ struct rtioreq_profile_device {
 	unsigned int n_ranges; /**< entries in ranges */
 	struct rtioreq_profile_param *params; /**< `params:`, in file order; NULL if none */
 	unsigned int n_params; /**< entries in params */
+	uint64_t reserved[2]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /** Value of parameter \p key of \p dev, or NULL when the profile does not give it. */
@@ -147,11 +152,17 @@ struct rtioreq_profile_vm {
 	bool completion_polling; /**< default true */
 	struct rtioreq_profile_device *devices; /**< `devices:` */
 	unsigned int n_devices; /**< entries in devices */
+	uint64_t reserved[2]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 struct rtioreq__profile_index; /**< positions of the YAML nodes (private) */
 
-/** A loaded profile. Numbers are as written: rtioreq_profile_validate() range-checks them. */
+/**
+ * A loaded profile. Numbers are as written: rtioreq_profile_validate() range-checks them.
+ * Only ever allocated by rtioreq_profile_load() and handed out by pointer: it may grow at
+ * the end (rtioreq/common.h). The arrays it points to are indexed by the caller, so
+ * their elements keep their size and grow out of their reserved tails.
+ */
 struct rtioreq_profile {
 	char *path; /**< as given to rtioreq_profile_load(); used in diagnostics */
 	enum rtioreq_profile_mode mode; /**< `mode:` */
@@ -173,7 +184,7 @@ enum rtioreq_profile_severity {
 	RTIOREQ_PROFILE_WARNING, /**< reported only */
 };
 
-/** One diagnostic, as handed to a rtioreq_profile_diag_fn. */
+/** One diagnostic, as handed to a rtioreq_profile_diag_fn. Library-allocated and handed out by pointer only: may grow at the end (rtioreq/common.h). */
 struct rtioreq_profile_diag {
 	enum rtioreq_profile_severity severity; /**< error or warning */
 	const char *file; /**< the profile's path */
@@ -241,6 +252,7 @@ struct rtioreq_profile_plan_thread {
 	uint64_t spin_us;		/**< pollers with hybrid idle */
 	unsigned int n_slots;		/**< pollers: slots owned */
 	char name[RTIOREQ_NAME_LEN];	/**< attr.name points here */
+	uint64_t reserved[2]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /** Owner of one (VM, vCPU) slot. */
@@ -248,9 +260,11 @@ struct rtioreq_profile_plan_slot {
 	uint16_t vm_id; /**< the VM */
 	uint16_t vcpu; /**< the slot */
 	int thread; /**< index in plan->threads of the owning poller, or -1: fallback path */
+	uint64_t reserved[1]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
-/** What the engine will run for a profile (rtioreq_profile_plan_build()). */
+/** What the engine will run for a profile (rtioreq_profile_plan_build() fills the
+ * caller's struct, reserved tail included). */
 struct rtioreq_profile_plan {
 	enum rtioreq_profile_mode mode; /**< the profile's mode */
 	bool cpu_dma_latency; /**< hold /dev/cpu_dma_latency at 0 */
@@ -260,6 +274,7 @@ struct rtioreq_profile_plan {
 	unsigned int n_threads; /**< entries in threads */
 	struct rtioreq_profile_plan_slot *slots; /**< every slot of every VM, in VM order */
 	unsigned int n_slots; /**< entries in slots */
+	uint64_t reserved[4]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /**

@@ -142,6 +142,7 @@ int rtioreq_rt_cpuset_sweep(const struct rtioreq_rt_roots *roots, const char *pr
 struct rtioreq_rt_throttle {
 	long long runtime_us; /**< /proc/sys/kernel/sched_rt_runtime_us; -1: unlimited */
 	long long period_us;  /**< /proc/sys/kernel/sched_rt_period_us */
+	uint64_t reserved[2]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /** Read both settings from \p dir (NULL: /proc/sys/kernel). Return 0 or -errno. */
