@@ -120,16 +120,24 @@ static void vm_chan_unpoll(struct rtioreq_vm *vm)
 				  memory_order_relaxed);
 }
 
-/* RTIOREQ_VM_HIST: @n empty slot histograms, cache-line aligned (one writer each). */
+/*
+ * RTIOREQ_VM_HIST: @n empty slot histograms, cache-line aligned (one writer each).
+ * Every word is written here, on the control thread, so the first request that lands
+ * in a rarely used bucket takes no page fault on a poller (nor, under ThreadSanitizer,
+ * a fault on the bucket's shadow memory, which memset() does not touch).
+ */
 static struct rtioreq__slot_hist *hist_alloc(uint16_t n)
 {
 	struct rtioreq__slot_hist *h = aligned_alloc(RTIOREQ__CACHELINE, n * sizeof(*h));
 
-	if (!h)
-		return NULL;
-	memset(h, 0, n * sizeof(*h));
-	for (uint16_t v = 0; v < n; v++)
-		atomic_init(&h[v].min, UINT64_MAX); /* not yet published */
+	for (uint16_t v = 0; h && v < n; v++) { /* not yet published: plain init */
+		atomic_init(&h[v].sum, 0);
+		atomic_init(&h[v].min, UINT64_MAX);
+		atomic_init(&h[v].max, 0);
+		atomic_init(&h[v].overflow, 0);
+		for (unsigned int i = 0; i < RTIOREQ_HIST_BUCKETS; i++)
+			atomic_init(&h[v].bucket[i], 0);
+	}
 	return h;
 }
 

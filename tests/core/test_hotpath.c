@@ -21,6 +21,11 @@
 #else
 #define COUNT_SYSCALLS 1
 #endif
+/* TSan also allocates a sync object (its own metadata pages: page faults) the first time
+ * a release store hits an address; the histogram's buckets are release-stored (HG in
+ * engine_pvt.h), so under TSan a bucket first used while measured faults once (43
+ * seen; 0 with the store made relaxed as an experiment). Checked in the other builds. */
+#define COUNT_FAULTS(hist) (COUNT_SYSCALLS || !(hist))
 
 static void counters_open(struct hyg_counters *c, pid_t tid)
 {
@@ -160,11 +165,13 @@ static void steady_state(bool events, bool hist, uint64_t n)
 	served = s1.served - s0.served;
 	allocs = atomic_load(&hyg_watched_allocs);
 	print_message("poller thread %d over %lu requests (%lu loops): %lu syscalls%s, "
-		      "%lu page faults, %lu context switches, %s%lu heap allocations\n",
+		      "%lu page faults%s, %lu context switches, %s%lu heap allocations\n",
 		      tid, (unsigned long)served, (unsigned long)(s1.loops - s0.loops),
 		      (unsigned long)v[HYG_SYSCALLS],
 		      COUNT_SYSCALLS ? "" : " (TSan runtime's, not asserted)",
-		      (unsigned long)v[HYG_FAULTS], (unsigned long)v[HYG_CTXSW],
+		      (unsigned long)v[HYG_FAULTS],
+		      COUNT_FAULTS(hist) ? "" : " (TSan runtime's, not asserted)",
+		      (unsigned long)v[HYG_CTXSW],
 		      HYG_COUNT_ALLOCS ? "" : "(not counted under sanitizers) ",
 		      (unsigned long)allocs);
 	assert_int_equal(served, n);
@@ -184,7 +191,8 @@ static void steady_state(bool events, bool hist, uint64_t n)
 	}
 	if (COUNT_SYSCALLS)
 		assert_int_equal(v[HYG_SYSCALLS], 0);
-	assert_int_equal(v[HYG_FAULTS], 0);
+	if (COUNT_FAULTS(hist))
+		assert_int_equal(v[HYG_FAULTS], 0);
 	assert_int_equal(allocs, 0);
 	h_vm_stop(&h);
 	free(o);
