@@ -493,7 +493,7 @@ int rtioreq__dispatch_start(struct rtioreq_engine *eng);
 void rtioreq__dispatch_stop(struct rtioreq_engine *eng); /* stop and join */
 /* Publish the dispatcher's VM set from eng->vms[] (V1, under eng->lock). 0 or -ENOMEM. */
 int rtioreq__dispatch_publish(struct rtioreq_engine *eng);
-/* Thread body of a client with a handler: take, run, complete until drained. */
+/* Thread body of a handler_thread client: take, run, complete until drained. */
 void *rtioreq__client_main(void *arg);
 /* Claim and complete (all ones) everything assigned to @c. Return how many. */
 unsigned int rtioreq__client_force(struct rtioreq_client *c);
