@@ -114,7 +114,9 @@ struct rtioreq_thread_attr {
 
 /** Threads of an engine (zero-initialise; see rtioreq/common.h). */
 struct rtioreq_engine_attr {
-	struct rtioreq_thread_attr dispatcher; /**< the fallback path's dispatcher thread */
+	/** the fallback path's dispatcher thread, which also runs the handlers of clients
+	 * without handler_thread inline (at this CPU and priority) */
+	struct rtioreq_thread_attr dispatcher;
 	struct rtioreq_thread_attr clients;    /**< default for handler_thread clients' threads */
 	/**
 	 * liburcu's call_rcu worker, which frees replaced range tables and slot sets after
