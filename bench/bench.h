@@ -112,6 +112,7 @@ struct bench_cfg {
 	unsigned int update_batch;
 	unsigned int unmapped; /* workload: % of requests to the unclaimed port */
 	unsigned int wait_quiet_s;
+	bool fallback_thread; /* example devices' clients: handler_thread (--fallback-thread) */
 	const char *only; /* comma list of phases, NULL: all */
 };
 

@@ -74,6 +74,7 @@ void bench_engine_run(struct bench_run *r)
 							      .paused = true});
 	if (!vm)
 		bench_die("VM attach: %s", strerror(errno));
+	dev->handler_thread = bench_cfg.fallback_thread;
 	rc = rtioreq_exdev_attach(dev, vm);
 	if (rc)
 		bench_die("example devices: %s", strerror(-rc));
@@ -245,8 +246,9 @@ void bench_fallback(bool dma)
 	char topo[240];
 
 	snprintf(topo, sizeof(topo),
-		 "engine fallback: dispatcher + client threads CPU %d "
+		 "engine fallback: dispatcher%s CPU %d "
 		 "%s %d, simulated hypervisor CPU %d SCHED_OTHER sleeping on done_seq",
+		 bench_cfg.fallback_thread ? " + client threads" : " (handlers inline)",
 		 bench_cfg.engine_cpu, bench_cfg.prio ? "SCHED_FIFO" : "SCHED_OTHER",
 		 bench_cfg.prio, bench_cfg.producer_cpu);
 	bench_topology(topo);

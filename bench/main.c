@@ -44,6 +44,10 @@ static void usage(FILE *f)
 		"  -u, --unmapped=PCT       share of requests to an unclaimed port, default 0\n"
 		"  -r, --update-rate=N      range changes per second under load, default 10000\n"
 		"  -P, --phases=LIST        comma list, default all: %s\n"
+		"  -T, --fallback-thread    the example devices' clients set handler_thread: their\n"
+		"                           fallback handlers run on client threads (upcall ->\n"
+		"                           dispatcher -> client thread), not inline on the\n"
+		"                           dispatcher (the default)\n"
 		"  -M, --no-mlock           do not mlockall() (default: lock current and future)\n"
 		"  -w, --wait-quiet=SECS    first wait up to SECS for a quiet machine (other\n"
 		"                           processes below 5%% of the CPUs over 1 s);\n"
@@ -94,6 +98,7 @@ static void parse(int argc, char **argv)
 					   {"update-rate", required_argument, NULL, 'r'},
 					   {"phases", required_argument, NULL, 'P'},
 					   {"no-mlock", no_argument, NULL, 'M'},
+					   {"fallback-thread", no_argument, NULL, 'T'},
 					   {"wait-quiet", required_argument, NULL, 'w'},
 					   {"help", no_argument, NULL, 'h'},
 					   {0}};
@@ -106,7 +111,7 @@ static void parse(int argc, char **argv)
 				       .prio = 50,
 				       .update_rate = 10000,
 				       .update_batch = 10};
-	while ((c = getopt_long(argc, argv, "o:qD:e:c:p:u:r:P:Mw:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:qD:e:c:p:u:r:P:MTw:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			bench_cfg.out = optarg;
@@ -137,6 +142,9 @@ static void parse(int argc, char **argv)
 			break;
 		case 'M':
 			nomlock = true;
+			break;
+		case 'T':
+			bench_cfg.fallback_thread = true;
 			break;
 		case 'w':
 			wait = num("--wait-quiet", optarg, 0, 3600);

@@ -75,6 +75,20 @@ static inline struct rtioreq_client *mk_client(struct rtioreq_vm *vm, const char
 	return c;
 }
 
+/* A handler client that may block: on the fallback path its handler runs on its own
+ * thread (rtioreq_client_attr.handler_thread), not inline on the dispatcher. */
+static inline struct rtioreq_client *mk_thread_client(struct rtioreq_vm *vm, const char *name,
+						      rtioreq_handler_fn fn, uintptr_t priv)
+{
+	struct rtioreq_client_attr a = {
+		.name = name, .handler = fn, .priv = (void *)priv, .handler_thread = true
+	};
+	struct rtioreq_client *c = rtioreq_client_create(vm, &a);
+
+	assert_non_null(c);
+	return c;
+}
+
 static inline void h_vm_stop(struct h_vm *h)
 {
 	rtioreq_engine_destroy(h->eng);

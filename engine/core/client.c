@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * Clients and their ranges: the control plane a device model uses. A client is created
- * on a VM with a handler (run inline on pollers, on its own thread on the fallback path)
- * or without one (an embedder's threads take its requests with rtioreq_client_wait()).
- * Every routing change builds a new range table and publishes it (M1); takers see it on
- * their next request. Locks: vm->lock, never held across a grace period, a join or a
- * sleep, so handlers may update ranges (see engine.c for the order); eng->zlock nests
- * inside it. Lifetimes (references, zombies): engine_pvt.h.
+ * on a VM with a handler (run inline on pollers and the dispatcher; with handler_thread,
+ * on its own thread on the fallback path) or without one (an embedder's threads take
+ * its requests with rtioreq_client_wait()). Every routing change builds a new range
+ * table and publishes it (M1); takers see it on their next request. Locks: vm->lock,
+ * never held across a grace period, a join or a sleep, so handlers may update ranges
+ * (see engine.c for the order); eng->zlock nests inside it. Lifetimes (references,
+ * zombies): engine_pvt.h.
  */
 #include <errno.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 #include "core/engine_pvt.h"
 #include "sys/clock_pvt.h"
 #include "sys/futex_pvt.h"
+#include "sys/hook_pvt.h"
 #include "sys/thread_pvt.h"
 
 struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
@@ -39,6 +41,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	c->handler = attr->handler;
 	c->priv = attr->priv;
 	c->is_default = attr->is_default;
+	c->handler_thread = attr->handler && attr->handler_thread;
 	snprintf(c->name, sizeof(c->name), "%s", attr->name ? attr->name : "client");
 
 	pthread_mutex_lock(&vm->lock);
@@ -47,7 +50,9 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	else if (c->is_default)
 		r = rtioreq__map_set_default(atomic_load_explicit(&vm->map, memory_order_relaxed),
 					     c, &m);
-	if (!r && c->handler) {
+	/* only a handler_thread client is ever assigned a request for its handler: the
+	 * others run inline on the dispatcher (rtioreq__serve()) and need no thread */
+	if (!r && c->handler_thread) {
 		char tname[16];
 
 		snprintf(tname, sizeof(tname), "vm%u-%.8s", (unsigned int)(vm->id % 1000), c->name);
@@ -83,7 +88,9 @@ static void client_withdraw_unlock(struct rtioreq_client *c)
 		atomic_load_explicit(&vm->map, memory_order_relaxed), c, &m));
 	rtioreq__map_publish(&vm->map, m);
 	pthread_mutex_unlock(&vm->lock);
-	rtioreq__rcu_synchronize(); /* no taker can assign to c after this */
+	RTIOREQ__HOOK("client.withdraw.sync", c);
+	/* no taker can assign to c after this, and none still runs its handler inline */
+	rtioreq__rcu_synchronize();
 }
 
 int rtioreq_client_shutdown(struct rtioreq_client *c)

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * The fallback path: upcall -> dispatcher -> client (thread or embedder's waiter) ->
- * completion notification. The dispatcher takes the slots of every VM's fallback_mask
- * when the hypervisor rings upcall_seq; a request routed to a client with a handler
- * runs on that client's thread, one routed to a blocking client waits in its pending
- * set for rtioreq_client_wait(). Pollers hand requests for clients without a handler
- * to the same sets (rtioreq__assign()). The ordering pairs (H1, T1, ...) are defined in
- * engine_pvt.h.
+ * The fallback path: upcall -> dispatcher (handler inline) or client (handler_thread
+ * thread or embedder's waiter) -> completion notification. The dispatcher takes the
+ * slots of every VM's fallback_mask when the hypervisor rings upcall_seq; a request
+ * routed to a client with a handler runs inline here (rtioreq__serve()), or on that
+ * client's thread if it was created with handler_thread; one routed to a blocking
+ * client waits in its pending set for rtioreq_client_wait(). Pollers hand requests
+ * for clients without a handler to the same sets (rtioreq__assign()). The ordering
+ * pairs (H1, T1, ...) are defined in engine_pvt.h.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -199,12 +199,13 @@ struct rtioreq_client {
 	rtioreq_handler_fn handler;
 	void *priv;
 	bool is_default;
+	bool handler_thread; /* rtioreq_client_attr.handler_thread: fallback on c->thread */
 	/* control plane, under vm->lock */
 	bool shut;	 /* withdrawn from routing */
 	bool destroying; /* someone (owner or detach) is tearing it down */
 	bool torn;	 /* torn down by VM detach: a zombie until the owner lets go */
 	bool owner_released; /* the owner called rtioreq_client_destroy() */
-	bool has_thread;
+	bool has_thread; /* handler_thread: c->thread runs (joined by teardown) */
 	pthread_t thread;
 	struct rtioreq_client *next;
 	struct rtioreq_client *znext; /* eng->zombies, under eng->zlock */
@@ -451,10 +452,14 @@ static inline void rtioreq__complete_ones(struct rtioreq_vm *vm, struct rtioreq_
 }
 
 /*
- * Take and serve a slot seen PENDING (T1) by its taker. @on_poller: run handler
- * clients inline (polling path); otherwise hand them to their thread (fallback path).
- * Must be called inside the taker's RCU read side. No syscall unless the request goes
- * to a blocking client or the hypervisor asked for a notification.
+ * Take and serve a slot seen PENDING (T1) by its taker. A client with a handler runs
+ * inline on the taker: a poller (@on_poller) or the dispatcher, each inside its RCU
+ * read side, which is what keeps the client alive while its handler runs (a destroy
+ * or detach waits for a grace period before it lets go). Only a client created with
+ * rtioreq_client_attr.handler_thread goes to its thread on the fallback path (a
+ * handler that may block), and a blocking client always to its pending set. Must be
+ * called inside the taker's RCU read side. No syscall unless the request goes to a
+ * client's pending set or the hypervisor asked for a notification.
  * Return true if the request was taken; false if the slot is still owned by an earlier
  * request or is no longer PENDING (only a hypervisor breaking the protocol causes either).
  */
@@ -509,15 +514,17 @@ static inline bool rtioreq__serve(struct rtioreq_vm *vm, struct rtioreq__slot *s
 		rtioreq__complete_ones(vm, sl, &sl->st.unclaimed, on_poller);
 		return true;
 	}
-	if (on_poller && c->handler) {
+	/* inline: the request stays the taker's (no pending bit, no claim), so a clear or
+	 * destroy never forces it: it finishes on its own, as handlers never block */
+	if (c->handler && (on_poller || !c->handler_thread)) {
 		sl->req.value = sl->req.dir == RTIOREQ_DIR_WRITE ? sl->req.value : 0;
 		rc = c->handler(c, &sl->req, c->priv);
 		rtioreq__client_count(c, rc);
 		if (rc < 0) {
-			rtioreq__complete_ones(vm, sl, &sl->st.handler_errors, true);
+			rtioreq__complete_ones(vm, sl, &sl->st.handler_errors, on_poller);
 			return true;
 		}
-		rtioreq__complete(vm, sl, true);
+		rtioreq__complete(vm, sl, on_poller);
 		return true;
 	}
 	rtioreq__assign(vm, sl, c);
@@ -536,7 +543,7 @@ int rtioreq__dispatch_start(struct rtioreq_engine *eng);
 void rtioreq__dispatch_stop(struct rtioreq_engine *eng); /* stop and join */
 /* Publish the dispatcher's VM set from eng->vms[] (V1, under eng->lock). 0 or -ENOMEM. */
 int rtioreq__dispatch_publish(struct rtioreq_engine *eng);
-/* Thread body of a client with a handler: take, run, complete until drained. */
+/* Thread body of a handler_thread client: take, run, complete until drained. */
 void *rtioreq__client_main(void *arg);
 /* Claim and complete (all ones) everything assigned to @c. Return how many. */
 unsigned int rtioreq__client_force(struct rtioreq_client *c);

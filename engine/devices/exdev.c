@@ -38,10 +38,12 @@ int rtioreq_exdev_port_handler(struct rtioreq_client *c, struct rtioreq_req *req
 int rtioreq_exdev_attach(struct rtioreq_exdev *d, struct rtioreq_vm *vm)
 {
 	const struct rtioreq_client_attr ram = {
-		.name = "exdev-ram", .handler = rtioreq_exdev_ram_handler, .priv = d
+		.name = "exdev-ram", .handler = rtioreq_exdev_ram_handler, .priv = d,
+		.handler_thread = d->handler_thread
 	};
 	const struct rtioreq_client_attr port = {
-		.name = "exdev-port", .handler = rtioreq_exdev_port_handler, .priv = d
+		.name = "exdev-port", .handler = rtioreq_exdev_port_handler, .priv = d,
+		.handler_thread = d->handler_thread
 	};
 	int r;
 

@@ -2,11 +2,14 @@
 /*
  * Engine lifecycle and routing through the public API, with the hypervisor side
  * driven by hand (tests/harness.h): attach validation, fallback and polling paths,
- * default and blocking clients, handler errors, invalid slots, clear, client destroy
- * and detach with requests in flight, slot migration between poller and dispatcher.
+ * default and blocking clients, handler errors, invalid slots, inline fallback handlers
+ * and handler_thread clients, clear, client destroy and detach with requests in
+ * flight, slot migration between poller and dispatcher.
  */
 #include <pthread.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -151,6 +154,116 @@ static void test_fallback_routing(void **state)
 	assert_int_equal(rtioreq_range_del(a, PIO, 0x100, 0x10f), 0);
 	assert_int_equal(h_io(&h, 0, PIO, RD, 0x100, 1, 0), 0xff);
 	assert_int_equal(h_io(&h, 0, MMIO, RD, 0xfe000000, 4, 0), 0x1234abcd);
+	h_vm_stop(&h);
+}
+
+/* Where a handler ran: its thread's id and name (one writer per struct at a time). */
+struct where {
+	_Atomic int calls;
+	_Atomic pid_t tid; /* of the last call */
+	_Atomic int tids;  /* distinct tids seen, as far as consecutive calls tell */
+	char name[16];	   /* of the last call's thread */
+};
+
+/* Reads return (addr << 8 | vcpu): every request has its own value. */
+static int h_where(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
+{
+	struct where *w = priv;
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	if (atomic_exchange(&w->tid, tid) != tid)
+		atomic_fetch_add(&w->tids, 1);
+	pthread_getname_np(pthread_self(), w->name, sizeof(w->name));
+	atomic_fetch_add(&w->calls, 1);
+	if (req->dir == RD)
+		req->value = req->addr << 8 | req->vcpu;
+	return 0;
+}
+
+/*
+ * Fallback path, issue #13: a handler client runs inline on the dispatcher (upcall ->
+ * dispatcher -> completion, no thread hop), every request exactly once with its own
+ * value, counted as fallback; a handler_thread client still runs on its own thread.
+ * (Before: both ran on their client threads, "vm1-inl" / "vm1-thr".)
+ */
+static void test_fallback_inline(void **state)
+{
+	enum { ROUNDS = 100, VCPUS = 4 };
+	struct where wi = { 0 }, wt = { 0 };
+	struct rtioreq_client_stats cs;
+	struct rtioreq_vm_stats st;
+	struct rtioreq_client *in, *th;
+	struct h_vm h;
+	uint64_t v;
+
+	h_vm_start(&h, VCPUS);
+	in = mk_client(h.vm, "inl", h_where, (uintptr_t)&wi, false);
+	th = mk_thread_client(h.vm, "thr", h_where, (uintptr_t)&wt);
+	assert_int_equal(rtioreq_range_add(in, PIO, 0x100, 0x10f), 0);
+	assert_int_equal(rtioreq_range_add(th, PIO, 0x200, 0x20f), 0);
+	for (uint64_t r = 0; r < ROUNDS; r++) {
+		uint64_t base = r & 1 ? 0x200 : 0x100;
+
+		for (uint16_t c = 0; c < VCPUS; c++) /* all vCPUs in flight at once */
+			h_submit(&h, c, PIO, RD, base + ((r + c) & 15), 1, 0, false);
+		for (uint16_t c = 0; c < VCPUS; c++) {
+			assert_true(h_wait(&h, c, PIO, &v, 5000));
+			assert_int_equal(v, ((base + ((r + c) & 15)) << 8 | c) & 0xff);
+		}
+	}
+	/* 1-byte reads keep only the vCPU: check the address too with 4-byte ones */
+	assert_int_equal(h_io(&h, 3, PIO, RD, 0x10a, 4, 0), 0x10a03);
+	assert_int_equal(h_io(&h, 2, PIO, RD, 0x20b, 4, 0), 0x20b02);
+	assert_int_equal(atomic_load(&wi.calls), ROUNDS / 2 * VCPUS + 1);
+	assert_int_equal(atomic_load(&wt.calls), ROUNDS / 2 * VCPUS + 1);
+	rtioreq_client_stats(in, &cs);
+	assert_int_equal(cs.served, ROUNDS / 2 * VCPUS + 1);
+	rtioreq_client_stats(th, &cs);
+	assert_int_equal(cs.served, ROUNDS / 2 * VCPUS + 1);
+	rtioreq_vm_stats(h.vm, &st);
+	assert_int_equal(st.dispatched, ROUNDS * VCPUS + 2);
+	assert_int_equal(st.completed, ROUNDS * VCPUS + 2);
+	assert_int_equal(st.fallback, ROUNDS * VCPUS + 2);
+	assert_int_equal(st.notified, ROUNDS * VCPUS + 2);
+	assert_int_equal(st.polled, 0);
+	/* inline: always the dispatcher; the opt-out: its own thread, never that one */
+	assert_int_equal(atomic_load(&wi.tids), 1);
+	assert_string_equal(wi.name, "rtioreq-disp");
+	assert_int_equal(atomic_load(&wt.tids), 1);
+	assert_string_equal(wt.name, "vm1-thr");
+	assert_int_not_equal(atomic_load(&wi.tid), atomic_load(&wt.tid));
+	h_vm_stop(&h);
+}
+
+/*
+ * A clear while the dispatcher runs a handler inline: the request is the dispatcher's,
+ * as a poller's would be: never forced, it completes with the handler's value once
+ * the handler returns; the clear returns after its bound with nothing forced.
+ */
+static void test_clear_inline_not_forced(void **state)
+{
+	struct rtioreq_vm_stats st;
+	struct h_vm h;
+	uint64_t v;
+
+	atomic_store(&gate, 0);
+	atomic_store(&gated_calls, 0);
+	h_vm_start(&h, 1);
+	assert_int_equal(rtioreq_range_add(mk_client(h.vm, "inl", h_gated, 0, false), PIO, 0x80,
+					   0x80),
+			 0);
+	h_submit(&h, 0, PIO, RD, 0x80, 1, 0, false);
+	while (!atomic_load(&gated_calls))
+		h_sleep_ms(1);
+	assert_int_equal(rtioreq_vm_clear(h.vm, 20), 0);
+	assert_int_equal(h_state(&h, 0), RTIOREQ_STATE_PROCESSING);
+	atomic_store(&gate, 1);
+	assert_true(h_wait(&h, 0, PIO, &v, 5000));
+	assert_int_equal(v, 0x77);
+	rtioreq_vm_stats(h.vm, &st);
+	assert_int_equal(st.forced, 0);
+	assert_int_equal(st.cleared, 0);
+	assert_int_equal(st.fallback, 1);
 	h_vm_stop(&h);
 }
 
@@ -300,7 +413,7 @@ static void *do_clear(void *arg)
 }
 
 /* A request arriving while the clear waits completes at once (cleared); the slow
- * handler's request finishes normally once released, not forced. */
+ * handler_thread client's request finishes normally once released, not forced. */
 static void test_clear_completes_arrivals(void **state)
 {
 	struct clear_arg ca;
@@ -312,7 +425,8 @@ static void test_clear_completes_arrivals(void **state)
 	atomic_store(&gate, 0);
 	atomic_store(&gated_calls, 0);
 	h_vm_start(&h, 2);
-	assert_int_equal(rtioreq_range_add(mk_client(h.vm, "slow", h_gated, 0, false), PIO, 0x80,
+	/* a blocking handler: on its own thread (inline, it would hold up the dispatcher) */
+	assert_int_equal(rtioreq_range_add(mk_thread_client(h.vm, "slow", h_gated, 0), PIO, 0x80,
 					   0x80),
 			 0);
 	h_submit(&h, 0, PIO, RD, 0x80, 1, 0, false);
@@ -333,7 +447,7 @@ static void test_clear_completes_arrivals(void **state)
 	h_vm_stop(&h);
 }
 
-/* Destroying a handler client drains its in-flight requests (normal values). */
+/* Destroying a handler_thread client drains its in-flight requests (normal values). */
 static void test_destroy_with_requests_in_flight(void **state)
 {
 	struct rtioreq_vm_stats st;
@@ -344,7 +458,7 @@ static void test_destroy_with_requests_in_flight(void **state)
 	atomic_store(&gate, 0);
 	atomic_store(&gated_calls, 0);
 	h_vm_start(&h, 3);
-	c = mk_client(h.vm, "slow", h_gated, 0, false);
+	c = mk_thread_client(h.vm, "slow", h_gated, 0); /* its thread drains both */
 	assert_int_equal(rtioreq_range_add(c, PIO, 0x90, 0x9f), 0);
 	h_submit(&h, 0, PIO, RD, 0x90, 1, 0, false);
 	h_submit(&h, 1, PIO, RD, 0x91, 1, 0, false);
@@ -760,6 +874,8 @@ int main(void)
 		cmocka_unit_test(test_vm_hist_concurrent_reader),
 		cmocka_unit_test(test_thread_attr_validation),
 		cmocka_unit_test(test_fallback_routing),
+		cmocka_unit_test(test_fallback_inline),
+		cmocka_unit_test(test_clear_inline_not_forced),
 		cmocka_unit_test(test_polling_path),
 		cmocka_unit_test(test_blocking_client),
 		cmocka_unit_test(test_clear_forces_within_bound),

@@ -8,9 +8,11 @@
  *    thread blocked in rtioreq_client_wait() is woken with -ESHUTDOWN;
  *  - one VM's teardown (a slow fallback handler) does not stall another VM's control
  *    calls;
- *  - handlers (on a poller or on a client thread) move their own ranges; calls that
- *    cannot run there return -EDEADLK; an embedder thread registered with liburcu-qsbr
- *    (online and offline) can use every control function;
+ *  - a client destroyed while the dispatcher runs its handler inline is freed only
+ *    after the handler returned and its request completed;
+ *  - handlers (on a poller, the dispatcher or a client thread) move their own ranges;
+ *    calls that cannot run there return -EDEADLK; an embedder thread registered with
+ *    liburcu-qsbr (online and offline) can use every control function;
  *  - a clear that finds a waiter in transit between its pending and inflight sets
  *    sleeps instead of spinning (sched_yield) while it waits for it.
  */
@@ -236,7 +238,7 @@ static void test_detach_does_not_stall_other_vm(void **state)
 	h_vm_second(&b, &a, 2, 2);
 	p = rtioreq_poller_create(a.eng, &(struct rtioreq_thread_attr){ .cpu = -1 });
 	assert_non_null(p);
-	slow = mk_client(a.vm, "slow", h_gated, 0, false);
+	slow = mk_thread_client(a.vm, "slow", h_gated, 0); /* blocks: not on the dispatcher */
 	assert_int_equal(rtioreq_range_add(slow, PIO, 0x80, 0x80), 0);
 	h_submit(&a, 0, PIO, RD, 0x80, 1, 0, false);
 	while (!atomic_load(&gated_calls))
@@ -291,7 +293,8 @@ static void test_detach_does_not_stall_other_vm(void **state)
 
 /*
  * Item 5: a device whose handler moves its own MMIO window (a BAR write), on the
- * polling path and on the fallback path (the client's thread). Writing the base
+ * polling path and on the fallback path (inline on the dispatcher, and on the thread
+ * of a handler_thread client). Writing the base
  * register at port 0xcfc moves the 4 KiB window; reads in the window return 0xba5e.
  * Calls that wait for a grace period or a join return -EDEADLK from a handler.
  */
@@ -333,10 +336,14 @@ static int bar_handler(struct rtioreq_client *c, struct rtioreq_req *req, void *
 	return 0;
 }
 
-static void bar_run(bool polled)
+/* @thread: a handler_thread client, whose fallback handler runs on its own thread
+ * (otherwise inline on the dispatcher, where calls that wait for a grace period are
+ * refused as on a poller) */
+static void bar_run(bool polled, bool thread)
 {
 	struct bar b = { .base = 0xd0000000ull };
-	struct rtioreq_client_attr ca = { .name = "bar", .handler = bar_handler, .priv = &b };
+	struct rtioreq_client_attr ca = { .name = "bar", .handler = bar_handler, .priv = &b,
+					  .handler_thread = thread };
 	struct h_vm h;
 
 	h_vm_start(&h, 2);
@@ -358,7 +365,7 @@ static void bar_run(bool polled)
 		assert_int_equal(h_io(&h, 0, MMIO, RD, (nb << 12) + 8, 4, 0), 0xba5e);
 		assert_int_equal(h_io(&h, 0, MMIO, RD, ((nb - 1) << 12) + 8, 4, 0), 0xffffffff);
 	}
-	assert_int_equal(atomic_load(&b.deadlk), polled ? 40 : 20);
+	assert_int_equal(atomic_load(&b.deadlk), polled || !thread ? 40 : 20);
 	assert_int_equal(h_io(&h, 0, PIO, RD, 0xcfc, 4, 0), 0xe0000ull + 20);
 	assert_int_equal(rtioreq_poller_destroy(b.p), 0);
 	h_vm_stop(&h);
@@ -366,12 +373,17 @@ static void bar_run(bool polled)
 
 static void test_handler_moves_range_polled(void **state)
 {
-	bar_run(true);
+	bar_run(true, false);
 }
 
 static void test_handler_moves_range_fallback(void **state)
 {
-	bar_run(false);
+	bar_run(false, false);
+}
+
+static void test_handler_moves_range_fallback_thread(void **state)
+{
+	bar_run(false, true);
 }
 
 /*
@@ -547,6 +559,78 @@ static void test_force_sleeps_for_transit(void **state)
 	h_vm_stop(&h);
 }
 
+/*
+ * A client destroyed while the dispatcher runs its handler inline: the destroy's
+ * withdrawal waits for a grace period, which the dispatcher (an RCU reader until its
+ * scan ends) passes only once the handler has returned and the request is complete;
+ * only then is the client freed. The hook holds the destroy at its grace period while
+ * the handler is still inside (ASan: a free before the handler's return is a
+ * use-after-free in the completion's client counters).
+ */
+static _Atomic int at_sync;
+
+static void withdraw_hook(const char *where, void *arg)
+{
+	if (!strcmp(where, "client.withdraw.sync"))
+		atomic_store(&at_sync, 1);
+}
+
+struct destroyer {
+	struct rtioreq_client *c;
+	_Atomic int done;
+	int rc;
+	pthread_t t;
+};
+
+static void *do_destroy(void *arg)
+{
+	struct destroyer *d = arg;
+
+	d->rc = rtioreq_client_destroy(d->c);
+	atomic_store(&d->done, 1);
+	return NULL;
+}
+
+static void test_destroy_during_inline_fallback(void **state)
+{
+	struct destroyer d = { 0 };
+	struct rtioreq_vm_stats st;
+	struct h_vm h;
+	uint64_t v;
+
+	atomic_store(&gate, 0);
+	atomic_store(&gated_calls, 0);
+	atomic_store(&at_sync, 0);
+	h_vm_start(&h, 1);
+	d.c = mk_client(h.vm, "inl", h_gated, 0, false); /* inline on the dispatcher */
+	assert_int_equal(rtioreq_range_add(d.c, PIO, 0x80, 0x80), 0);
+	h_submit(&h, 0, PIO, RD, 0x80, 1, 0, false);
+	while (!atomic_load(&gated_calls)) /* the dispatcher is inside the handler */
+		h_sleep_ms(1);
+	atomic_store(&rtioreq__test_hook, withdraw_hook);
+	assert_int_equal(pthread_create(&d.t, NULL, do_destroy, &d), 0);
+	for (int i = 0; !atomic_load(&at_sync); i++) {
+		assert_true(i < 5000); /* the hook point exists and was reached */
+		h_sleep_ms(1);
+	}
+	h_sleep_ms(20);
+	assert_int_equal(atomic_load(&d.done), 0); /* waits for the handler */
+	assert_int_equal(h_state(&h, 0), RTIOREQ_STATE_PROCESSING);
+	atomic_store(&gate, 1);
+	pthread_join(d.t, NULL);
+	atomic_store(&rtioreq__test_hook, NULL);
+	assert_int_equal(d.rc, 0);
+	assert_true(h_wait(&h, 0, PIO, &v, 1000));
+	assert_int_equal(v, 0x77); /* the handler's value, not forced */
+	assert_int_equal(atomic_load(&gated_calls), 1);
+	assert_int_equal(h_io(&h, 0, PIO, RD, 0x80, 1, 0), 0xff); /* withdrawn */
+	rtioreq_vm_stats(h.vm, &st);
+	assert_int_equal(st.fallback, 2);
+	assert_int_equal(st.forced, 0);
+	assert_int_equal(st.unclaimed, 1);
+	h_vm_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -556,8 +640,10 @@ int main(void)
 		cmocka_unit_test(test_detach_does_not_stall_other_vm),
 		cmocka_unit_test(test_handler_moves_range_polled),
 		cmocka_unit_test(test_handler_moves_range_fallback),
+		cmocka_unit_test(test_handler_moves_range_fallback_thread),
 		cmocka_unit_test(test_qsbr_embedder_thread),
 		cmocka_unit_test(test_force_sleeps_for_transit),
+		cmocka_unit_test(test_destroy_during_inline_fallback),
 	};
 
 	if (getenv("RTIOREQ_TEST_FILTER")) /* one test at a time, e.g. for a sanitizer run */

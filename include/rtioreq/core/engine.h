@@ -9,12 +9,13 @@
  *
  * Call contexts. Each function below states where it may be called from, in these
  * terms (tests/core/test_lifecycle.c checks each kind):
- *  - any thread: including a handler (on a poller or on a client's thread) and an
+ *  - any thread: including a handler (on a poller, the dispatcher or a client's
+ *    thread) and an
  *    embedder's own liburcu-qsbr thread, online or offline. Never waits for a grace
  *    period on the caller's thread; may take a per-VM mutex that is only ever held
  *    for short, non-blocking sections.
  *  - not on a poller: from any thread except the engine's pollers and dispatcher (so
- *    not from a handler running inline on a poller); called there it returns -EDEADLK
+ *    not from a handler running inline on either); called there it returns -EDEADLK
  *    (it waits for an RCU grace period, which would wait for the caller). From an
  *    embedder's online liburcu-qsbr thread it is fine: liburcu takes the thread
  *    offline while it waits (a quiescent state for the caller's own RCU use).
@@ -77,14 +78,20 @@ struct rtioreq_req {
 };
 
 /**
- * Handler: serve one request. Called on a poller (the polling path: it must not block,
- * sleep or take locks another thread may hold for long) or on the client's own handler
- * thread (the fallback path). For reads, set req->value (the engine masks it to size).
+ * Handler: serve one request. It must not block, sleep or take locks another thread
+ * may hold for long: it runs inline on the taker, a poller (the polling path) or the
+ * dispatcher (the fallback path), at that thread's CPU and priority
+ * (rtioreq_engine_attr.dispatcher for the fallback path), and the next request of
+ * every slot that taker serves waits for it. A handler that may block sets
+ * rtioreq_client_attr.handler_thread: on the fallback path it then runs on the
+ * client's own handler thread (one more thread wake-up per request).
+ * For reads, set req->value (the engine masks it to size).
  * Return 0, or a negative errno: the request is then completed anyway, a read returns
  * all ones, and the VM's handler_errors counter grows.
  * A handler may call every function marked "any thread" (e.g. move its own ranges on
  * a BAR write: rtioreq_range_del() + rtioreq_range_add(), effective for the next
- * request); functions marked "not on a poller" return -EDEADLK when it runs on one.
+ * request); functions marked "not on a poller" return -EDEADLK when it runs inline
+ * (on a poller or the dispatcher), and work on a handler_thread client's thread.
  */
 typedef int (*rtioreq_handler_fn)(struct rtioreq_client *client, struct rtioreq_req *req,
 				  void *priv);
@@ -108,8 +115,10 @@ struct rtioreq_thread_attr {
 
 /** Threads of an engine (zero-initialise; see rtioreq/common.h). */
 struct rtioreq_engine_attr {
-	struct rtioreq_thread_attr dispatcher; /**< the fallback path's dispatcher thread */
-	struct rtioreq_thread_attr clients;    /**< default for client handler threads */
+	/** the fallback path's dispatcher thread, which also runs the handlers of clients
+	 * without handler_thread inline (at this CPU and priority) */
+	struct rtioreq_thread_attr dispatcher;
+	struct rtioreq_thread_attr clients;    /**< default for handler_thread clients' threads */
 	/**
 	 * liburcu's call_rcu worker, which frees replaced range tables and slot sets after
 	 * grace periods: only .cpu is used. Put it on a housekeeping CPU, never a poller's
@@ -150,7 +159,8 @@ void rtioreq_engine_destroy(struct rtioreq_engine *eng);
  * notify_finish: vCPU \p vcpu's request is COMPLETE and it asked for a notification
  *	(completion_polling was 0): the "finish hypercall". NULL: the engine uses the
  *	channel's done_seq futex word (docs/shm-protocol.md). Called from the thread
- *	that completed the request (poller, client thread or control thread).
+ *	that completed the request (poller, dispatcher, client thread,
+ *	embedder thread or control thread).
  * raise_irq: for device models: assert (level 1) / deassert (0) guest interrupt \p irq.
  *	Return 0 or -errno. NULL: rtioreq_vm_raise_irq() returns -ENOSYS.
  * slot_polled: the engine starts (true) or stops (false) polling slot \p vcpu; the
@@ -263,8 +273,8 @@ void rtioreq_vm_upcall(struct rtioreq_vm *vm);
  * client threads or blocking clients: their late rtioreq_client_complete() returns
  * -ENOENT and writes nothing, even if a later request of the same slot is outstanding
  * (each take has its own identity, rtioreq_req.tag: test_late_completion_rejected).
- * Requests handled inline by a poller always finish on their own (handlers on the
- * polling path are non-blocking by contract). Other VMs are not affected.
+ * Requests handled inline by a poller or the dispatcher always finish on their own
+ * (handlers are non-blocking by contract) and are never forced. Other VMs are not affected.
  * Context: not on a poller. Blocks: up to \p timeout_ms, then briefly for a waiter that
  * is between taking a request and claiming it (it sleeps, it does not spin).
  * Return: number of requests force-completed (>= 0), or -EDEADLK.
@@ -294,7 +304,8 @@ struct rtioreq_vm_stats {
 	uint64_t dispatched;	 /**< taken from PENDING */
 	uint64_t completed;	 /**< COMPLETE stored */
 	uint64_t polled;	 /**< ... by a poller running the handler inline */
-	uint64_t fallback;	 /**< ... by the dispatcher, a client thread or a control call */
+	uint64_t fallback;	 /**< ... by the dispatcher (also running a handler inline), a
+				  * client thread or a control call */
 	uint64_t handler_errors; /**< handler returned < 0 */
 	uint64_t invalid;	 /**< slot contents failed validation */
 	uint64_t unclaimed;	 /**< no range matched and no default client */
@@ -349,19 +360,31 @@ struct rtioreq_client_attr {
 	/**
 	 * NULL: a blocking client, served by your threads through rtioreq_client_wait()
 	 * and rtioreq_client_complete() (ATTACH_IOREQ_CLIENT / NOTIFY_REQUEST_FINISH).
-	 * Otherwise: pollers call it inline; on the fallback path the engine's handler
-	 * thread for this client calls it.
+	 * Otherwise the taker calls it inline: a poller, or on the fallback path the
+	 * dispatcher (upcall -> dispatcher -> completion: two thread wake-ups per request,
+	 * as a raw futex ping-pong), at the dispatcher's CPU and priority
+	 * (rtioreq_engine_attr.dispatcher). See rtioreq_handler_fn for the contract.
 	 */
 	rtioreq_handler_fn handler;
 	void *priv;	 /**< passed to the handler */
 	bool is_default; /**< serves accesses that match no range (one per VM) */
-	const struct rtioreq_thread_attr *thread; /**< handler thread; NULL: engine default */
-	uint64_t reserved[4]; /**< zero; new fields come from here (rtioreq/common.h) */
+	/** handler thread of a handler_thread client; NULL: rtioreq_engine_attr.clients */
+	const struct rtioreq_thread_attr *thread;
+	/**
+	 * With a handler: the handler may block on the fallback path, so it runs there on
+	 * a handler thread of this client's own (started by rtioreq_client_create(), at
+	 * \p thread), not inline on the dispatcher: upcall -> dispatcher -> client thread
+	 * -> completion, one more wake-up; clear, destroy and detach wait for or force
+	 * its requests as for a blocking client. Pollers still call the handler inline.
+	 * Ignored without a handler.
+	 */
+	bool handler_thread;
+	uint64_t reserved[3]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /**
  * rtioreq_client_create() - add a client to a VM. Requests keep flowing.
- * Context: any thread (a handler thread is started for a client with a handler).
+ * Context: any thread (a handler thread is started for a handler_thread client).
  * Blocks: only for that thread start.
  * Return: the client, or NULL with errno: EINVAL, EEXIST (a default client exists),
  * ENODEV (VM detaching), ENOMEM, or pthread_create's error.
@@ -379,7 +402,9 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 int rtioreq_client_shutdown(struct rtioreq_client *client);
 
 /**
- * rtioreq_client_destroy() - shutdown, then finish everything assigned to it: a handler
+ * rtioreq_client_destroy() - shutdown, then finish everything assigned to it: a
+ * request whose handler runs inline (a poller, the dispatcher) finishes first (the
+ * destroy waits for a grace period, test_destroy_during_inline_fallback); a handler
  * thread drains its requests and is joined; a blocking client gets
  * RTIOREQ_CLEAR_TIMEOUT_MS for its outstanding requests, then they are force-completed
  * and threads blocked in rtioreq_client_wait() return -ESHUTDOWN. Nothing is lost or
@@ -434,7 +459,8 @@ const char *rtioreq_client_name(const struct rtioreq_client *client);
  * taken sees it; the old table is freed after a grace period by the RCU worker, never
  * waited for on the caller's thread. O(n) for the update, O(log n) per lookup.
  * Context: any thread, including a handler of this or any client, on a poller or on
- * a client thread (test_handler_moves_range_polled/_fallback), and an embedder's
+ * the dispatcher or a client thread (test_handler_moves_range_polled/_fallback/
+ * _fallback_thread), and an embedder's
  * liburcu-qsbr thread online or offline (test_qsbr_embedder_thread).
  * Blocks: never (the VM's range mutex, held only for the O(n) copy).
  * Return: 0; -EINVAL (bad type, start > end, port above 0xffff, default client);

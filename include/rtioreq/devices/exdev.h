@@ -30,6 +30,9 @@ struct rtioreq_exdev {
 	uint32_t acc[RTIOREQ_IO_REQUEST_MAX];  /**< per-vCPU accumulators of the port */
 	struct rtioreq_client *ram_client;     /**< set by rtioreq_exdev_attach() */
 	struct rtioreq_client *port_client;    /**< set by rtioreq_exdev_attach() */
+	/** set before rtioreq_exdev_attach(): its clients get
+	 * rtioreq_client_attr.handler_thread (the benchmark's --fallback-thread) */
+	bool handler_thread;
 };
 
 /** Handler of the RAM region (priv = struct rtioreq_exdev *). Non-blocking: fit for
