@@ -77,7 +77,7 @@ struct bench_lookup_row {
 struct bench_ratio {
 	char key[64], what[160], a[40], b[40];
 	const char *stat; /* "p50" or "p99.9" */
-	unsigned int n;	  /* slices */
+	unsigned int n;	  /* slices that measured both sides */
 	double v[BENCH_MAX_SLICES];
 	double median, min, max;
 	double a_ns, b_ns; /* median over the slices of each side's statistic */

@@ -8,7 +8,9 @@
  * (A B C, C B A, A B C, ...: reversing the order every other slice cancels what the
  * position within a slice would add), each slice's statistic is taken per side, and
  * the ratio is reported as the median of the per-slice ratios with its spread
- * (min..max) and the number of slices, so a reader sees whether a difference is real.
+ * (min..max) and the number of slices that measured both sides, so a reader sees
+ * whether a difference is real. The SUMMARY line of each ratio comes at the end of the
+ * run (report.c), one per ratio.
  * The merged distributions (every slice of a side) still feed the tables, the
  * cyclictest-format histograms and latency.png.
  */
@@ -72,8 +74,8 @@ void bench_interleave(struct bench_side *s, unsigned int nside, const struct ben
 
 			rtioreq_hist_init(h);
 			ns = s[k].slice(s[k].arg, bench_cfg.slice_ns, h);
-			if (!h->count)
-				bench_die("%s: no round trip in a slice", s[k].d->name);
+			/* an empty slice (the host starved a side for the whole slice)
+			 * leaves 0: the ratios skip that slice */
 			rtioreq_hist_merge(&s[k].d->h, h);
 			s[k].d->ns += ns;
 			s[k].d->dma_held = dma;
@@ -104,24 +106,30 @@ void bench_interleave(struct bench_side *s, unsigned int nside, const struct ben
 		snprintf(o->b, sizeof(o->b), "%s", s[r[q].b].d->name);
 		o->stat = r[q].tail ? "p99.9" : "p50";
 		o->goal = r[q].goal;
-		o->n = slices;
 		for (unsigned int i = 0; i < slices; i++) {
-			va[i] = r[q].tail ? p999[i][r[q].a] : p50[i][r[q].a];
-			vb[i] = r[q].tail ? p999[i][r[q].b] : p50[i][r[q].b];
-			o->v[i] = vb[i] > 0 ? va[i] / vb[i] : 0;
-			v[i] = o->v[i];
+			double x = r[q].tail ? p999[i][r[q].a] : p50[i][r[q].a];
+			double y = r[q].tail ? p999[i][r[q].b] : p50[i][r[q].b];
+
+			if (x <= 0 || y <= 0)
+				continue; /* a side measured nothing in this slice */
+			va[o->n] = x;
+			vb[o->n] = y;
+			o->v[o->n] = x / y;
+			v[o->n] = o->v[o->n];
+			o->n++;
 		}
-		o->median = bench_median(v, slices);
+		if (!o->n)
+			bench_die("%s: no slice measured both sides", o->key);
+		o->median = bench_median(v, o->n);
 		o->min = v[0];
-		o->max = v[slices - 1];
-		o->a_ns = bench_median(va, slices);
-		o->b_ns = bench_median(vb, slices);
+		o->max = v[o->n - 1];
+		o->a_ns = bench_median(va, o->n);
+		o->b_ns = bench_median(vb, o->n);
 		printf("# %s: %s %s / %s: %.3fx [%.3f..%.3f] over %u slices (medians %.0f / %.0f "
 		       "ns)%s\n",
 		       o->key, o->stat, o->a, o->b, o->median, o->min, o->max, o->n, o->a_ns,
 		       o->b_ns,
 		       o->goal > 0 ? (o->median <= o->goal ? ", goal met" : ", goal NOT met") : "");
-		bench_ratio_print(o);
 	}
 	fflush(stdout);
 }
