@@ -201,6 +201,7 @@ bool bench_phase(const char *name);
 void bench_clock_overhead(void);
 /* @again: the end-of-run repetition that shows whether the host moved our vCPUs */
 void bench_cacheline(bool again);
+void bench_cacheline_topology(void);
 /* bench_slice_fn (interleave.c) of the cache-line / futex ping-pong; @arg unused */
 uint64_t bench_cacheline_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);
 uint64_t bench_futex_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);

@@ -284,10 +284,7 @@ void bench_polling(void)
 		 "simulated hypervisor CPU %d SCHED_OTHER spinning for COMPLETE",
 		 bench_cfg.engine_cpu, bench_cfg.producer_cpu);
 	bench_topology(topo);
-	snprintf(topo, sizeof(topo),
-		 "cache-line ping-pong: client CPU %d, server CPU %d, both SCHED_OTHER spinning",
-		 bench_cfg.producer_cpu, bench_cfg.engine_cpu);
-	bench_topology(topo);
+	bench_cacheline_topology();
 	s[0] = (struct bench_side){
 	    .d = bench_dist_new("cacheline", "cache-line ping-pong (acquire/release, 1 line)",
 				"ns per round trip"),

@@ -133,7 +133,7 @@ static uint64_t pp_run(struct rtioreq_hist *h, uint64_t warm_ns, uint64_t run_ns
 	return ns;
 }
 
-static void pp_topology(void)
+void bench_cacheline_topology(void)
 {
 	char topo[160];
 
@@ -153,7 +153,7 @@ void bench_cacheline(bool again)
 			   "ns per round trip");
 
 	d->plot = false; /* the interleaved "cacheline" of the polling phase is plotted */
-	pp_topology();
+	bench_cacheline_topology();
 	d->ns = pp_run(&d->h, bench_cfg.warm_ns, bench_cfg.short_ns);
 	bench_dist_print(d, NULL);
 }
