@@ -313,9 +313,16 @@ static void write_json(const struct ratio_row *rr, unsigned int nr)
 			rr[i].key, v, rr[i].what, rr[i].a_name, rr[i].a, rr[i].b_name, rr[i].b,
 			i + 1 == nr ? "" : ",");
 	}
-	fprintf(f, "  },\n  \"scale\": {\"ns_per_idle_slot\": %.3f, \"ns_per_idle_slot_goal_max\": 2, "
-		   "\"scan\": [",
-		bench_res.scan_ns_per_idle_slot);
+	{
+		char v[32] = "null"; /* null: the phase did not run or measured nothing */
+
+		if (bench_res.nscan)
+			snprintf(v, sizeof(v), "%.3f", bench_res.scan_ns_per_idle_slot);
+		fprintf(f,
+			"  },\n  \"scale\": {\"ns_per_idle_slot\": %s, "
+			"\"ns_per_idle_slot_goal_max\": 2, \"scan\": [",
+			v);
+	}
 	for (unsigned int i = 0; i < bench_res.nscan; i++) {
 		const struct bench_scan_row *c = &bench_res.scan[i];
 
