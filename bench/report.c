@@ -493,8 +493,8 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 
 		fprintf(f,
 			"| Poller per million requests: syscalls / page faults (minor, major) / "
-			"heap allocations | **%.2f / %.2f (%.2f, %.2f) / %.2f%s** | %lu requests | "
-			"perf counters + malloc interposer |\n",
+			"heap allocations | **%.2f / %.2f (%.2f, %.2f) / %.2f%s** | | | 0 / 0 / 0 | "
+			"%lu requests | perf counters + malloc interposer |\n",
 			(double)h->syscalls * pm, (double)h->faults * pm,
 			(double)h->faults_min * pm, (double)h->faults_maj * pm,
 			(double)h->allocs * pm, h->allocs_counted ? "" : " (allocs not counted)",
