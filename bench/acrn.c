@@ -288,20 +288,23 @@ static void acrn_client_free(struct acrn_client *c)
 	free(c);
 }
 
-void bench_acrn(bool dma, bool completion_polling)
+/*
+ * One ACRN-style HSM, built, run for @warm_ns then @ns through the simulated hypervisor
+ * (1 vCPU), and torn down; the measured run's result in @res.
+ * /dev/cpu_dma_latency is the caller's.
+ */
+static void acrn_run(bool completion_polling, uint64_t warm_ns, uint64_t ns,
+		     struct rtioreq_sim_result *res)
 {
 	struct rtioreq_exdev *dev = bench_zalloc_line(sizeof(*dev));
 	struct rtioreq_exdev_oracle *oracle = bench_zalloc_line(sizeof(*oracle));
-	struct rtioreq_sim_result *res = calloc(1, sizeof(*res));
 	struct acrn_hsm *hsm = calloc(1, sizeof(*hsm));
 	struct acrn_vm *vm = calloc(1, sizeof(*vm));
 	struct rtioreq_sim_attr sa;
-	struct bench_dist *d;
 	struct rtioreq_shm shm;
-	char topo[300], extra[120];
-	int rc, fd = -1;
+	int rc;
 
-	if (!dev || !oracle || !res || !hsm || !vm)
+	if (!hsm || !vm)
 		bench_die("out of memory");
 	rc = rtioreq_shm_create(&shm, NULL, 1);
 	if (rc)
@@ -319,23 +322,6 @@ void bench_acrn(bool dma, bool completion_polling)
 	bench_thread_start(&hsm->worker, bench_cfg.engine_cpu, bench_cfg.prio, "acrn-worker",
 			   acrn_worker, hsm);
 
-	if (completion_polling)
-		d = bench_dist_new("acrn-cpoll", "ACRN-style HSM, completion polling, 1 vCPU",
-				   "ns per request (round trip)");
-	else
-		d = bench_dist_new(dma ? "acrn-dma0" : "acrn",
-				   dma ? "ACRN-style HSM (notify), 1 vCPU, cpu_dma_latency=0"
-				       : "ACRN-style HSM (notify), 1 vCPU",
-				   "ns per request (round trip)");
-	d->dma_held = dma;
-	snprintf(topo, sizeof(topo),
-		 "ACRN-style baseline: worker (tasklet) + 2 client threads "
-		 "CPU %d %s %d, simulated hypervisor CPU %d SCHED_OTHER %s",
-		 bench_cfg.engine_cpu, bench_cfg.prio ? "SCHED_FIFO" : "SCHED_OTHER",
-		 bench_cfg.prio, bench_cfg.producer_cpu,
-		 completion_polling ? "spinning for COMPLETE" : "sleeping on done_seq");
-	bench_topology(topo);
-
 	rtioreq_exdev_oracle_init(oracle, 1, bench_cfg.unmapped);
 	sa = (struct rtioreq_sim_attr){
 	    .region = shm.region,
@@ -345,10 +331,8 @@ void bench_acrn(bool dma, bool completion_polling)
 	    .producer_cpu = {bench_cfg.producer_cpu, -1, -1, -1},
 	    .wl = {rtioreq_exdev_gen, oracle},
 	};
-	if (dma)
-		fd = bench_dma_hold();
-	for (int pass = bench_cfg.warm_ns ? 0 : 1; pass < 2; pass++) {
-		sa.duration_ns = pass ? bench_cfg.run_ns : bench_cfg.warm_ns;
+	for (int pass = warm_ns ? 0 : 1; pass < 2; pass++) {
+		sa.duration_ns = pass ? ns : warm_ns;
 		rc = rtioreq_sim_run(&sa, res);
 		if (rc)
 			bench_die("simulated hypervisor: %s", strerror(-rc));
@@ -361,11 +345,6 @@ void bench_acrn(bool dma, bool completion_polling)
 			    (unsigned long)res->lost, (unsigned long)res->duplicated,
 			    (unsigned long)res->mismatched);
 	}
-	bench_dma_release(fd);
-	d->h = res->rtt;
-	d->ns = res->ns;
-	snprintf(extra, sizeof(extra), "vcpus=1 upcalls=%lu", (unsigned long)res->upcalls);
-	bench_dist_print(d, extra);
 
 	/* stop: worker, then the client threads (kthread_stop) */
 	atomic_store_explicit(&hsm->stop, true, memory_order_relaxed);
@@ -383,9 +362,55 @@ void bench_acrn(bool dma, bool completion_polling)
 	rtioreq_shm_close(&shm);
 	free(vm);
 	free(hsm);
-	free(res);
 	free(oracle);
 	free(dev);
+}
+
+void bench_acrn_topology(bool completion_polling)
+{
+	char topo[300];
+
+	snprintf(topo, sizeof(topo),
+		 "ACRN-style baseline: worker (tasklet) + 2 client threads "
+		 "CPU %d %s %d, simulated hypervisor CPU %d SCHED_OTHER %s",
+		 bench_cfg.engine_cpu, bench_cfg.prio ? "SCHED_FIFO" : "SCHED_OTHER",
+		 bench_cfg.prio, bench_cfg.producer_cpu,
+		 completion_polling ? "spinning for COMPLETE" : "sleeping on done_seq");
+	bench_topology(topo);
+}
+
+uint64_t bench_acrn_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
+{
+	struct rtioreq_sim_result *res = calloc(1, sizeof(*res));
+	uint64_t t;
+
+	(void)arg;
+	if (!res)
+		bench_die("out of memory");
+	acrn_run(false, bench_cfg.slice_warm_ns, ns, res);
+	rtioreq_hist_merge(h, &res->rtt);
+	t = res->ns;
+	free(res);
+	return t;
+}
+
+void bench_acrn_cpoll(void)
+{
+	struct rtioreq_sim_result *res = calloc(1, sizeof(*res));
+	struct bench_dist *d;
+	char extra[120];
+
+	if (!res)
+		bench_die("out of memory");
+	d = bench_dist_new("acrn-cpoll", "ACRN-style HSM, completion polling, 1 vCPU",
+			   "ns per request (round trip)");
+	bench_acrn_topology(true);
+	acrn_run(true, bench_cfg.warm_ns, bench_cfg.run_ns, res);
+	d->h = res->rtt;
+	d->ns = res->ns;
+	snprintf(extra, sizeof(extra), "vcpus=1 upcalls=%lu", (unsigned long)res->upcalls);
+	bench_dist_print(d, extra);
+	free(res);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -407,13 +432,6 @@ static uint64_t lk_rng(uint64_t *s)
 	*s ^= *s >> 7;
 	*s ^= *s << 17;
 	return *s;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 void bench_lookup(void)
@@ -534,12 +552,10 @@ void bench_lookup(void)
 			row->lookups_acrn += iters;
 		}
 		row->foreign_pct = bench_noise_foreign_pct(&noise);
-		qsort(t_r, repeats, sizeof(double), cmp_double);
-		qsort(t_a, repeats, sizeof(double), cmp_double);
 		row->ranges = n;
 		row->acrn_clients = nc;
-		row->rtioreq_ns = t_r[repeats / 2];
-		row->acrn_ns = t_a[repeats / 2];
+		row->rtioreq_ns = bench_median(t_r, repeats);
+		row->acrn_ns = bench_median(t_a, repeats);
 		row->rtioreq_min_ns = t_r[0];
 		row->acrn_min_ns = t_a[0];
 		row->wrong = wrong;

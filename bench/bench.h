@@ -26,7 +26,10 @@
 
 #include "rtioreq.h"
 
-#define BENCH_MAX_DISTS 24
+#define BENCH_MAX_DISTS	 32
+#define BENCH_MAX_SLICES 32
+#define BENCH_MAX_SIDES	 4
+#define BENCH_MAX_RATIOS 24
 #define BENCH_HIST_US	400 /* cyclictest -h 400: 1-us buckets 0..399, then overflow */
 #define BENCH_CACHELINE 64
 
@@ -64,6 +67,28 @@ struct bench_lookup_row {
 	double rtioreq_min_ns, acrn_min_ns;
 	uint64_t lookups_rtioreq, lookups_acrn, wrong;
 	double foreign_pct;
+};
+
+/*
+ * A ratio measured interleaved (interleave.c): both sides ran in alternating slices of
+ * one phase; per slice the statistic (p50 or p99.9) of each side and their quotient;
+ * reported as the median of the per-slice quotients with their spread.
+ */
+struct bench_ratio {
+	char key[64], what[160], a[40], b[40];
+	const char *stat; /* "p50" or "p99.9" */
+	unsigned int n;	  /* slices that measured both sides */
+	double v[BENCH_MAX_SLICES];
+	double median, min, max;
+	double a_ns, b_ns; /* median over the slices of each side's statistic */
+	double goal;	   /* the bound: median <= goal; 0: none */
+};
+
+/* Idle-slot scan cost: passes of one spinning poller over slots nobody drives. */
+struct bench_scan_row {
+	unsigned int vms, slots;
+	double ns_per_pass; /* median of the slices */
+	double ns_per_slot; /* ns_per_pass / slots */
 };
 
 struct bench_updates {
@@ -105,6 +130,9 @@ struct bench_cfg {
 	uint64_t run_ns;    /* one latency run */
 	uint64_t short_ns;  /* ping-pongs */
 	uint64_t warm_ns;   /* warm-up before each measured run */
+	uint64_t slice_ns;  /* one side's share of one slice of an interleaved phase */
+	uint64_t slice_warm_ns; /* warm-up before each slice of each side */
+	unsigned int slices;	/* slices per interleaved phase */
 	unsigned int cyc_s; /* cyclictest -D */
 	uint64_t hyg_requests;
 	double lookup_ms;   /* per lookup measurement repeat */
@@ -129,6 +157,11 @@ struct bench_results {
 	unsigned int ncyc;
 	struct bench_hygiene hyg;
 	uint64_t thr_poll1, thr_poll16; /* requests/s */
+	struct bench_ratio ratio[BENCH_MAX_RATIOS];
+	unsigned int nratio;
+	struct bench_scan_row scan[4];
+	unsigned int nscan;
+	double scan_ns_per_idle_slot; /* slope between the smallest and largest slot set */
 	double runtime_s;
 	double foreign_pct; /* over the whole run */
 };
@@ -169,7 +202,46 @@ bool bench_phase(const char *name);
 void bench_clock_overhead(void);
 /* @again: the end-of-run repetition that shows whether the host moved our vCPUs */
 void bench_cacheline(bool again);
-void bench_futex(bool dma);
+void bench_cacheline_topology(void);
+/* bench_slice_fn (interleave.c) of the cache-line / futex ping-pong; @arg unused */
+uint64_t bench_cacheline_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);
+uint64_t bench_futex_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);
+
+/* interleave.c */
+/*
+ * One side of an interleaved comparison. @slice measures for @ns after a warm-up of
+ * its own (bench_cfg.slice_warm_ns) and records every round trip into @h (empty); it
+ * returns the wall time of the measured part, ns.
+ */
+typedef uint64_t (*bench_slice_fn)(void *arg, uint64_t ns, struct rtioreq_hist *h);
+struct bench_side {
+	struct bench_dist *d; /* every slice merged: tables, .hist files, latency.png */
+	bench_slice_fn slice;
+	void *arg;
+	/* after the phase: the extra key=value fields of d's SUMMARY line; may be NULL */
+	void (*extra)(void *arg, char *buf, size_t n);
+};
+/* A ratio of side @a over side @b: p50, or p99.9 if @tail; @goal: bound, 0 none. */
+struct bench_ratio_spec {
+	const char *key, *what;
+	unsigned int a, b;
+	bool tail;
+	double goal;
+};
+/*
+ * Run @nside sides in bench_cfg.slices alternating slices (order reversed every other
+ * slice), each side bench_cfg.slice_ns per slice, /dev/cpu_dma_latency held at 0 for
+ * the whole phase if @dma; merge each side's slices into its dist, print them, then
+ * compute, print and keep (bench_res.ratio) each of the @nr ratios.
+ */
+void bench_interleave(struct bench_side *s, unsigned int nside, const struct bench_ratio_spec *r,
+		      unsigned int nr, bool dma);
+/* Which of @n sides runs @j-th in slice @slice: A B C, C B A, A B C, ... */
+unsigned int bench_slice_order(unsigned int slice, unsigned int j, unsigned int n);
+/* Median of @n values; sorts @v ascending (v[0] is then the minimum). */
+double bench_median(double *v, unsigned int n);
+/* "SUMMARY ratio=..." of @r (also used by report.c at the end of the run) */
+void bench_ratio_print(const struct bench_ratio *r);
 
 /* engine_runs.c */
 struct bench_run {
@@ -179,6 +251,12 @@ struct bench_run {
 	uint64_t duration_ns;
 	uint64_t requests; /* instead of duration (hygiene) */
 	uint64_t spin_ns;  /* poller hybrid idle: spin time; 0: spin forever */
+	uint64_t warm_ns;  /* warm-up run; 0: bench_cfg.warm_ns */
+	unsigned int sim_vcpus; /* slots the hypervisor drives (the first ones); 0: vcpus */
+	unsigned int idle_vms;	/* more VMs of idle_vcpus slots each, attached, never driven;
+				 * their slots go to the poller too if polling */
+	unsigned int idle_vcpus;
+	bool idle; /* no hypervisor thread at all: during() runs with every slot idle */
 	uint64_t think_ns; /* vCPU pause after every request (uniform 0..2x); 0: none */
 	bool quiet;
 	/* called once the measured run started (main thread); may be NULL */
@@ -196,13 +274,30 @@ struct bench_run {
 	struct rtioreq_poller_stats ps;
 };
 void bench_engine_run(struct bench_run *r);
+/* The template of an interleaved side: each slice runs a copy of r for the slice. */
+struct bench_engine_side {
+	struct bench_run r;
+	/* sums over the slices */
+	uint64_t requests, upcalls, sleeps, polled, fallback, notified;
+};
+uint64_t bench_engine_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);
+/* @s: a side running a copy of @r (CPUs from bench_cfg) per slice, into a new dist */
+void bench_engine_side(struct bench_side *s, struct bench_engine_side *es,
+		       const struct bench_run *r, const char *name, const char *label);
 void bench_polling(void);
-void bench_fallback(bool dma);
+/* fallback vs raw futex, ACRN-style (if @acrn) and hybrid idle (if @hybrid), interleaved */
+void bench_wakeups(bool dma, bool acrn, bool hybrid);
 void bench_updates(void);
-void bench_hybrid(void);
+
+/* scale.c: 1, 16, 64 VMs of 16 vCPUs */
+void bench_scale(void);
 
 /* acrn.c: the baseline of ACRN's HSM dispatch (see the file's header) */
-void bench_acrn(bool dma, bool completion_polling);
+/* bench_slice_fn of the ACRN-style dispatch in notify mode; @arg unused */
+uint64_t bench_acrn_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);
+void bench_acrn_topology(bool completion_polling);
+/* ACRN-style with completion polling, one run of bench_cfg.run_ns */
+void bench_acrn_cpoll(void);
 void bench_lookup(void);
 
 /* hygiene.c */

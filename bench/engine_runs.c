@@ -40,6 +40,56 @@ static void check_res(const char *what, const struct rtioreq_sim_result *res)
 			  (unsigned long)res->mismatched);
 }
 
+/* The idle VMs of a run (r->idle_vms): attached, slots placed, never driven. */
+struct idle_vms {
+	unsigned int n;
+	struct rtioreq_shm shm[RTIOREQ_MAX_VMS];
+};
+
+static struct idle_vms *idle_vms_attach(const struct bench_run *r, struct rtioreq_engine *eng,
+					struct rtioreq_poller *poller)
+{
+	struct idle_vms *iv = calloc(1, sizeof(*iv));
+
+	if (!iv)
+		bench_die("out of memory");
+	if (r->idle_vms >= RTIOREQ_MAX_VMS)
+		bench_die("%u idle VMs: the engine takes %d VMs", r->idle_vms, RTIOREQ_MAX_VMS);
+	for (; iv->n < r->idle_vms; iv->n++) {
+		struct rtioreq_shm *shm = &iv->shm[iv->n];
+		struct rtioreq_vm *vm;
+		int rc = rtioreq_shm_create(shm, NULL, (uint16_t)r->idle_vcpus);
+
+		if (rc)
+			bench_die("shared region of idle VM %u: %s", iv->n, strerror(-rc));
+		vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){.id = (uint16_t)(2 + iv->n),
+								      .vcpu_num =
+									  (uint16_t)r->idle_vcpus,
+								      .page = &shm->region->page,
+								      .chan = &shm->region->chan,
+								      .paused = true});
+		if (!vm)
+			bench_die("idle VM %u attach: %s", iv->n, strerror(errno));
+		for (unsigned int v = 0; poller && v < r->idle_vcpus; v++) {
+			rc = rtioreq_vm_set_poller(vm, (uint16_t)v, poller);
+			if (rc)
+				bench_die("idle slot %u to poller: %s", v, strerror(-rc));
+		}
+		rc = rtioreq_vm_start(vm);
+		if (rc)
+			bench_die("idle VM start: %s", strerror(-rc));
+	}
+	return iv;
+}
+
+/* After rtioreq_engine_destroy(): the regions. */
+static void idle_vms_close(struct idle_vms *iv)
+{
+	for (unsigned int i = 0; i < iv->n; i++)
+		rtioreq_shm_close(&iv->shm[i]);
+	free(iv);
+}
+
 void bench_engine_run(struct bench_run *r)
 {
 	struct rtioreq_thread_attr blk = {
@@ -53,9 +103,11 @@ void bench_engine_run(struct bench_run *r)
 	struct rtioreq_exdev *dev = bench_zalloc_line(sizeof(*dev));
 	struct sim_thread *st = calloc(1, sizeof(*st));
 	struct rtioreq_poller *poller = NULL;
+	struct idle_vms *iv;
 	struct rtioreq_engine *eng;
 	struct rtioreq_vm *vm;
 	struct rtioreq_shm shm;
+	uint64_t warm_ns = r->warm_ns ? r->warm_ns : bench_cfg.warm_ns;
 	int rc;
 
 	if (!oracle || !dev || !st)
@@ -97,6 +149,7 @@ void bench_engine_run(struct bench_run *r)
 		}
 		rtioreq_poller_set_idle(poller, r->spin_ns);
 	}
+	iv = idle_vms_attach(r, eng, poller);
 	rc = rtioreq_vm_start(vm);
 	if (rc)
 		bench_die("VM start: %s", strerror(-rc));
@@ -107,7 +160,7 @@ void bench_engine_run(struct bench_run *r)
 		bench_die("out of memory");
 	st->sa = (struct rtioreq_sim_attr){
 	    .region = shm.region,
-	    .vcpu_num = (uint16_t)r->vcpus,
+	    .vcpu_num = (uint16_t)(r->sim_vcpus ? r->sim_vcpus : r->vcpus),
 	    .producers = 1,
 	    .completion_polling = r->polling,
 	    .producer_cpu = {r->producer_cpu, -1, -1, -1},
@@ -120,10 +173,10 @@ void bench_engine_run(struct bench_run *r)
 	 * malloc arena), so the simulator's per-producer state, written on every request,
 	 * is never a heap neighbour of the engine objects the control thread allocated.
 	 */
-	if (bench_cfg.warm_ns) { /* first touches, caches, frequency: not measured */
+	if (warm_ns && !r->idle) { /* first touches, caches, frequency: not measured */
 		pthread_t t;
 
-		st->sa.duration_ns = bench_cfg.warm_ns;
+		st->sa.duration_ns = warm_ns;
 		bench_thread_start(&t, -1, 0, "bench-sim", sim_thread_main, st);
 		pthread_join(t, NULL);
 		if (st->rc)
@@ -132,7 +185,10 @@ void bench_engine_run(struct bench_run *r)
 	}
 	st->sa.requests = r->requests;
 	st->sa.duration_ns = r->requests ? 0 : r->duration_ns;
-	{
+	if (r->idle) {
+		if (r->during)
+			r->during(r->arg, eng, vm, poller);
+	} else {
 		pthread_t t;
 
 		bench_thread_start(&t, -1, 0, "bench-sim", sim_thread_main, st);
@@ -146,9 +202,11 @@ void bench_engine_run(struct bench_run *r)
 		rtioreq_poller_stats(poller, &r->ps);
 	if (st->rc)
 		bench_die("simulated hypervisor: %s", strerror(-st->rc));
-	check_res("measured run", st->res);
+	if (!r->idle)
+		check_res("measured run", st->res);
 	rtioreq_vm_stats(vm, &r->st);
 	rtioreq_engine_destroy(eng);
+	idle_vms_close(iv);
 	rtioreq_shm_close(&shm);
 	r->res = st->res;
 	free(st);
@@ -156,106 +214,175 @@ void bench_engine_run(struct bench_run *r)
 	free(dev);
 }
 
-/* Run @r, with /dev/cpu_dma_latency held at 0 if @dma, into @d (r->res is the caller's). */
-static void run_into(struct bench_dist *d, struct bench_run *r, bool dma)
+uint64_t bench_engine_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
 {
-	int fd = dma ? bench_dma_hold() : -1;
+	struct bench_engine_side *es = arg;
+	struct bench_run r = es->r;
+	uint64_t t;
 
-	bench_engine_run(r);
-	bench_dma_release(fd);
-	d->h = r->res->rtt;
-	d->ns = r->res->ns;
-	d->dma_held = dma;
-}
-
-static struct bench_dist *engine_dist(const char *name, const char *label, bool polling,
-				      unsigned int vcpus, bool dma)
-{
-	struct bench_run r = {.polling = polling,
-			      .vcpus = vcpus,
-			      .producer_cpu = bench_cfg.producer_cpu,
-			      .poller_cpu = bench_cfg.engine_cpu,
-			      .duration_ns = bench_cfg.run_ns};
-	struct bench_dist *d = bench_dist_new(name, label, "ns per request (round trip)");
-	char extra[160];
-
-	run_into(d, &r, dma);
-	snprintf(extra, sizeof(extra),
-		 "vcpus=%u polled=%lu fallback=%lu upcalls=%lu "
-		 "notified=%lu",
-		 vcpus, (unsigned long)r.st.polled, (unsigned long)r.st.fallback,
-		 (unsigned long)r.res->upcalls, (unsigned long)r.st.notified);
-	bench_dist_print(d, extra);
+	r.duration_ns = ns;
+	r.warm_ns = bench_cfg.slice_warm_ns;
+	bench_engine_run(&r);
+	rtioreq_hist_merge(h, &r.res->rtt);
+	t = r.res->ns;
+	es->requests += r.res->requests;
+	es->upcalls += r.res->upcalls;
+	es->sleeps += r.ps.sleeps;
+	es->polled += r.st.polled;
+	es->fallback += r.st.fallback;
+	es->notified += r.st.notified;
 	free(r.res);
-	return d;
+	return t;
 }
 
+static void engine_extra(void *arg, char *buf, size_t n)
+{
+	const struct bench_engine_side *es = arg;
+
+	snprintf(buf, n,
+		 "vcpus=%u driven=%u idle_vms=%u polled=%lu fallback=%lu upcalls=%lu notified=%lu "
+		 "sleeps=%lu",
+		 es->r.vcpus, es->r.sim_vcpus ? es->r.sim_vcpus : es->r.vcpus, es->r.idle_vms,
+		 (unsigned long)es->polled, (unsigned long)es->fallback,
+		 (unsigned long)es->upcalls, (unsigned long)es->notified,
+		 (unsigned long)es->sleeps);
+}
+
+void bench_engine_side(struct bench_side *s, struct bench_engine_side *es,
+		       const struct bench_run *r, const char *name, const char *label)
+{
+	memset(es, 0, sizeof(*es));
+	es->r = *r;
+	es->r.producer_cpu = bench_cfg.producer_cpu;
+	es->r.poller_cpu = bench_cfg.engine_cpu;
+	*s = (struct bench_side){.d = bench_dist_new(name, label, "ns per request (round trip)"),
+				 .slice = bench_engine_slice,
+				 .arg = es,
+				 .extra = engine_extra};
+}
+
+/*
+ * Polling vs the cache-line round trip it is built on (issue 13: goal p50 <= 1.5x),
+ * interleaved, and the 16-vCPU polling run beside them.
+ */
 void bench_polling(void)
 {
+	static const struct bench_ratio_spec rs[] = {
+	    {"polling_p50_over_cacheline_p50",
+	     "Polling p50 (1 vCPU) / cache-line round trip p50", 1, 0, false, 1.5},
+	    {"polling16_p50_over_cacheline_p50",
+	     "Polling p50 (16 vCPUs, 1 hypervisor thread) / cache-line round trip p50", 2, 0,
+	     false, 0},
+	};
+	struct bench_engine_side *es = calloc(2, sizeof(*es));
+	struct bench_side s[3];
 	char topo[200];
-	struct bench_dist *d;
 
+	if (!es)
+		bench_die("out of memory");
 	snprintf(topo, sizeof(topo),
 		 "engine polling: poller CPU %d SCHED_OTHER spinning, "
 		 "simulated hypervisor CPU %d SCHED_OTHER spinning for COMPLETE",
 		 bench_cfg.engine_cpu, bench_cfg.producer_cpu);
 	bench_topology(topo);
-	d = engine_dist("poll-1vcpu", "rtioreq polling, 1 vCPU", true, 1, false);
-	bench_res.thr_poll1 = (uint64_t)((double)d->h.count * 1e9 / (double)d->ns);
-	d = engine_dist("poll-16vcpu", "rtioreq polling, 16 vCPUs", true, 16, false);
-	bench_res.thr_poll16 = (uint64_t)((double)d->h.count * 1e9 / (double)d->ns);
+	bench_cacheline_topology();
+	s[0] = (struct bench_side){
+	    .d = bench_dist_new("cacheline", "cache-line ping-pong (acquire/release, 1 line)",
+				"ns per round trip"),
+	    .slice = bench_cacheline_slice};
+	bench_engine_side(&s[1], &es[0], &(struct bench_run){.polling = true, .vcpus = 1},
+			  "poll-1vcpu", "rtioreq polling, 1 vCPU");
+	bench_engine_side(&s[2], &es[1], &(struct bench_run){.polling = true, .vcpus = 16},
+			  "poll-16vcpu", "rtioreq polling, 16 vCPUs");
+	bench_interleave(s, 3, rs, 2, false);
+	bench_res.thr_poll1 = (uint64_t)((double)s[1].d->h.count * 1e9 / (double)s[1].d->ns);
+	bench_res.thr_poll16 = (uint64_t)((double)s[2].d->h.count * 1e9 / (double)s[2].d->ns);
+	free(es);
 }
 
 /*
- * Hybrid idle: the poller sleeps after spin_ns without work (NEED_WAKEUP handshake);
- * every request follows a vCPU pause (uniform 0..2x think, mean 500 us) longer than the
- * spin time, so nearly every round trip includes the upcall and the poller's wake-up:
- * the p50 is the wake-up cost of hybrid idle, with and without cpu_dma_latency held.
+ * The wake-up paths against their floor, interleaved within one phase: the raw futex
+ * ping-pong (two wake-ups), the engine's fallback path, the ACRN-style dispatch and
+ * hybrid idle. Hybrid idle: the poller sleeps after spin_ns without work (NEED_WAKEUP
+ * handshake); every request follows a vCPU pause (uniform 0..2x think, mean 500 us)
+ * longer than the spin time, so nearly every round trip includes the upcall and the
+ * poller's wake-up: its p50 is the wake-up cost of hybrid idle.
  */
-void bench_hybrid(void)
+void bench_wakeups(bool dma, bool acrn, bool hybrid)
 {
-	for (int dma = 0; dma < 2; dma++) {
-		struct bench_run r = {.polling = true,
-				      .vcpus = 1,
-				      .producer_cpu = bench_cfg.producer_cpu,
-				      .poller_cpu = bench_cfg.engine_cpu,
-				      .duration_ns = bench_cfg.run_ns,
-				      .spin_ns = 20000,
-				      .think_ns = 500000};
-		struct bench_dist *d =
-		    bench_dist_new(dma ? "hybrid-dma0" : "hybrid",
-				   dma ? "rtioreq hybrid idle, every request wakes the poller, "
-					 "cpu_dma_latency=0"
-				       : "rtioreq hybrid idle, every request wakes the poller",
-				   "ns per request (round trip)");
-		char extra[160];
-
-		run_into(d, &r, dma);
-		snprintf(extra, sizeof(extra), "spin_us=20 think_mean_us=500 sleeps=%lu upcalls=%lu",
-			 (unsigned long)r.ps.sleeps, (unsigned long)r.res->upcalls);
-		bench_dist_print(d, extra);
-		if (r.ps.sleeps < r.res->requests / 2)
-			bench_die("hybrid: the poller slept %lu times for %lu requests",
-				  (unsigned long)r.ps.sleeps, (unsigned long)r.res->requests);
-		free(r.res);
-	}
-}
-
-void bench_fallback(bool dma)
-{
+	struct bench_ratio_spec rs[3];
+	struct bench_engine_side *es = calloc(2, sizeof(*es));
+	struct bench_side s[4];
+	unsigned int ns = 2, nr = 0;
 	char topo[240];
 
+	if (!es)
+		bench_die("out of memory");
 	snprintf(topo, sizeof(topo),
-		 "engine fallback: dispatcher%s CPU %d "
-		 "%s %d, simulated hypervisor CPU %d SCHED_OTHER sleeping on done_seq",
+		 "futex ping-pong on shared futex words (shm channel page): client CPU %d "
+		 "SCHED_OTHER, server CPU %d %s %d",
+		 bench_cfg.producer_cpu, bench_cfg.engine_cpu,
+		 bench_cfg.prio ? "SCHED_FIFO" : "SCHED_OTHER", bench_cfg.prio);
+	bench_topology(topo);
+	snprintf(topo, sizeof(topo),
+		 "engine fallback: dispatcher%s CPU %d %s %d, simulated "
+		 "hypervisor CPU %d SCHED_OTHER sleeping on done_seq",
 		 bench_cfg.fallback_thread ? " + client threads" : " (handlers inline)",
 		 bench_cfg.engine_cpu, bench_cfg.prio ? "SCHED_FIFO" : "SCHED_OTHER",
 		 bench_cfg.prio, bench_cfg.producer_cpu);
 	bench_topology(topo);
-	engine_dist(dma ? "fallback-dma0" : "fallback",
-		    dma ? "rtioreq fallback (notify), 1 vCPU, cpu_dma_latency=0"
-			: "rtioreq fallback (notify), 1 vCPU",
-		    false, 1, dma);
+	s[0] = (struct bench_side){
+	    .d = bench_dist_new(dma ? "futex-dma0" : "futex",
+				dma ? "raw futex ping-pong, cpu_dma_latency=0"
+				    : "raw futex ping-pong",
+				"ns per round trip (2 wake-ups)"),
+	    .slice = bench_futex_slice};
+	bench_engine_side(&s[1], &es[0], &(struct bench_run){.vcpus = 1},
+			  dma ? "fallback-dma0" : "fallback",
+			  dma ? "rtioreq fallback (notify), 1 vCPU, cpu_dma_latency=0"
+			      : "rtioreq fallback (notify), 1 vCPU");
+	rs[nr++] = (struct bench_ratio_spec){
+	    dma ? "fallback_p50_over_futex_p50_dma0" : "fallback_p50_over_futex_p50",
+	    dma ? "Fallback p50 / raw futex ping-pong p50, cpu_dma_latency=0"
+		: "Fallback p50 / raw futex ping-pong p50",
+	    1, 0, false, dma ? 1.15 : 0};
+	if (acrn) {
+		bench_acrn_topology(false);
+		s[ns] = (struct bench_side){
+		    .d = bench_dist_new(dma ? "acrn-dma0" : "acrn",
+					dma ? "ACRN-style HSM (notify), 1 vCPU, cpu_dma_latency=0"
+					    : "ACRN-style HSM (notify), 1 vCPU",
+					"ns per request (round trip)"),
+		    .slice = bench_acrn_slice};
+		rs[nr++] = (struct bench_ratio_spec){
+		    dma ? "fallback_p50_over_acrn_p50_dma0" : "fallback_p50_over_acrn_p50",
+		    dma ? "Fallback p50 / ACRN-style HSM p50 (notify), cpu_dma_latency=0"
+			: "Fallback p50 / ACRN-style HSM p50 (notify)",
+		    1, ns, false, dma ? 0.7 : 0};
+		ns++;
+	}
+	if (hybrid) {
+		bench_engine_side(&s[ns], &es[1],
+				  &(struct bench_run){.polling = true,
+						      .vcpus = 1,
+						      .spin_ns = 20000,
+						      .think_ns = 500000},
+				  dma ? "hybrid-dma0" : "hybrid",
+				  dma ? "rtioreq hybrid idle, every request wakes the poller, "
+					"cpu_dma_latency=0"
+				      : "rtioreq hybrid idle, every request wakes the poller");
+		rs[nr++] = (struct bench_ratio_spec){
+		    dma ? "hybrid_p50_over_futex_p50_dma0" : "hybrid_p50_over_futex_p50",
+		    dma ? "Hybrid idle wake-up p50 / raw futex p50, cpu_dma_latency=0"
+			: "Hybrid idle wake-up p50 / raw futex p50",
+		    ns, 0, false, 0};
+		ns++;
+	}
+	bench_interleave(s, ns, rs, nr, dma);
+	if (hybrid && es[1].sleeps < es[1].requests / 2)
+		bench_die("hybrid: the poller slept %lu times for %lu requests",
+			  (unsigned long)es[1].sleeps, (unsigned long)es[1].requests);
+	free(es);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -264,6 +391,9 @@ void bench_fallback(bool dma)
 struct upd {
 	struct rtioreq_client *churn;
 	bool placebo;
+	const char *name;	     /* of its distribution */
+	const struct upd *ref;	     /* the placebo's: the churn run whose batches it imitates */
+	struct bench_engine_side es; /* arg of the side: es.r.arg is this upd */
 	uint64_t period_ns, busy_ns;
 	unsigned int batch;
 	_Atomic bool stop;
@@ -346,6 +476,10 @@ static void upd_during(void *arg, struct rtioreq_engine *eng, struct rtioreq_vm 
 {
 	struct upd *u = arg;
 
+	/* the placebo burns what a churn batch took, as measured so far */
+	if (u->ref)
+		u->busy_ns = u->ref->batches ? u->ref->busy_total_ns / u->ref->batches : 0;
+	atomic_store_explicit(&u->stop, false, memory_order_relaxed); /* before the thread */
 	/* the housekeeping CPU: where a control plane runs, beside the hypervisor thread */
 	bench_thread_start(&u->thread, bench_cfg.producer_cpu, 0, "bench-upd", upd_main, u);
 }
@@ -359,43 +493,40 @@ static void upd_after(void *arg, struct rtioreq_engine *eng, struct rtioreq_vm *
 	pthread_join(u->thread, NULL);
 }
 
-/* @u: the churn client's state; u->period_ns 0: no updater thread at all */
-/* One slice of an interleaved variant: a fresh engine for @ns, merged into @d. */
-static void upd_slice(struct bench_dist *d, struct upd *u, uint64_t ns)
+/* bench_side.extra of an updates side (its arg is the engine side inside struct upd) */
+static void upd_extra(void *arg, char *buf, size_t n)
 {
-	struct bench_run r = {.polling = true,
-			      .vcpus = 1,
-			      .producer_cpu = bench_cfg.producer_cpu,
-			      .poller_cpu = bench_cfg.engine_cpu,
-			      .duration_ns = ns,
-			      .setup = upd_setup,
-			      .arg = u};
+	const struct bench_engine_side *es = arg;
+	const struct upd *u = es->r.arg;
+	uint64_t ns = 0;
+
+	for (unsigned int i = 0; i < bench_res.ndist; i++)
+		if (!strcmp(bench_res.dist[i].name, u->name))
+			ns = bench_res.dist[i].ns;
+	if (u->period_ns && !u->placebo)
+		snprintf(buf, n, "changes=%lu change_errors=%lu changes_per_s=%.0f",
+			 (unsigned long)u->changes, (unsigned long)u->errors,
+			 ns ? (double)u->changes * 1e9 / (double)ns : 0.0);
+	else if (u->period_ns)
+		snprintf(buf, n, "placebo_batches=%lu busy_ns_per_batch=%lu",
+			 (unsigned long)u->batches, (unsigned long)u->busy_ns);
+	else
+		snprintf(buf, n, "changes=0");
+}
+
+/* @u's side of the interleaved phase; u->period_ns 0: no updater thread at all */
+static void upd_side(struct bench_side *s, struct upd *u, const char *name, const char *label)
+{
+	struct bench_run r = {.polling = true, .vcpus = 1, .setup = upd_setup, .arg = u};
 
 	if (u->period_ns) {
 		r.during = upd_during;
 		r.after = upd_after;
 	}
-	atomic_store_explicit(&u->stop, false, memory_order_relaxed); /* before the thread */
-	bench_engine_run(&r);
-	rtioreq_hist_merge(&d->h, &r.res->rtt);
-	d->ns += r.res->ns;
-	free(r.res);
-}
-
-static void upd_print(struct bench_dist *d, const struct upd *u)
-{
-	char extra[200];
-
-	if (u->period_ns && !u->placebo)
-		snprintf(extra, sizeof(extra), "changes=%lu change_errors=%lu changes_per_s=%.0f",
-			 (unsigned long)u->changes, (unsigned long)u->errors,
-			 (double)u->changes * 1e9 / (double)d->ns);
-	else if (u->period_ns)
-		snprintf(extra, sizeof(extra), "placebo_batches=%lu busy_ns_per_batch=%lu",
-			 (unsigned long)u->batches, (unsigned long)u->busy_ns);
-	else
-		snprintf(extra, sizeof(extra), "changes=0");
-	bench_dist_print(d, extra);
+	u->name = name;
+	bench_engine_side(s, &u->es, &r, name, label);
+	s->d->plot = false;
+	s->extra = upd_extra;
 }
 
 void bench_updates(void)
@@ -418,47 +549,39 @@ void bench_updates(void)
 		 bench_cfg.update_rate, bench_cfg.update_batch, UPD_STATIC);
 	bench_topology(topo);
 	/*
-	 * The three variants run interleaved in short slices (none, churn, placebo, none,
-	 * ...), each slice on a fresh engine, and their histograms merged: on this noisy
-	 * guest the host moves our vCPUs between cache domains every few seconds, which
-	 * would otherwise land on one variant and not the others.
+	 * The three variants run interleaved (interleave.c), each slice on a fresh engine:
+	 * the ratios are p99.9 against p99.9, per slice.
 	 */
 	{
-		unsigned int rounds = 5;
-		uint64_t slice = bench_cfg.run_ns / rounds;
-		struct bench_dist *dn, *dc, *dp;
+		static const struct bench_ratio_spec rs[] = {
+		    {"p999_updates_over_none", "p99.9 with concurrent range updates / without",
+		     1, 0, true, 0},
+		    {"p999_updates_over_placebo",
+		     "p99.9 with range updates / with a placebo thread (same wake-ups and CPU "
+		     "time, no updates)",
+		     1, 2, true, 0},
+		};
+		struct bench_side s[3];
 
-		dn = bench_dist_new("upd-none", "polling 1 vCPU, no range updates",
-				    "ns per request (round trip)");
-		dc = bench_dist_new("upd-churn", "polling 1 vCPU, range add/del under load",
-				    "ns per request (round trip)");
-		dp = bench_dist_new("upd-placebo",
-				    "polling 1 vCPU, placebo thread (same wake-ups and CPU time)",
-				    "ns per request (round trip)");
-		dn->plot = dc->plot = dp->plot = false;
 		u->batch = bench_cfg.update_batch;
 		u->period_ns = (uint64_t)(1e9 * u->batch / bench_cfg.update_rate);
 		rtioreq_hist_init(&u->change_ns);
 		pl->placebo = true;
+		pl->ref = u;
 		pl->batch = u->batch;
 		pl->period_ns = u->period_ns;
 		rtioreq_hist_init(&pl->change_ns);
-		for (unsigned int i = 0; i < rounds; i++) {
-			upd_slice(dn, none, slice);
-			upd_slice(dc, u, slice);
-			/* the placebo burns what a churn batch took, as measured so far */
-			pl->busy_ns = u->batches ? u->busy_total_ns / u->batches : 0;
-			upd_slice(dp, pl, slice);
-		}
-		upd_print(dn, none);
-		upd_print(dc, u);
-		upd_print(dp, pl);
+		upd_side(&s[0], none, "upd-none", "polling 1 vCPU, no range updates");
+		upd_side(&s[1], u, "upd-churn", "polling 1 vCPU, range add/del under load");
+		upd_side(&s[2], pl, "upd-placebo",
+			 "polling 1 vCPU, placebo thread (same wake-ups and CPU time)");
+		bench_interleave(s, 3, rs, 2, false);
 		o->changes = u->changes;
 		o->change_errors = u->errors;
 		o->change_ns = u->change_ns;
 		o->busy_ns_per_batch =
 		    u->batches ? (double)u->busy_total_ns / (double)u->batches : 0;
-		o->rate_per_s = (double)u->changes * 1e9 / (double)dc->ns;
+		o->rate_per_s = (double)u->changes * 1e9 / (double)s[1].d->ns;
 		if (u->errors)
 			bench_die("range updates failed %lu times", (unsigned long)u->errors);
 	}

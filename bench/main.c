@@ -16,7 +16,7 @@ struct bench_cfg bench_cfg;
 struct bench_results bench_res;
 
 static const char *const phases =
-    "pingpong,polling,hybrid,fallback,acrn,lookup,updates,hygiene,cyclictest";
+    "pingpong,polling,hybrid,fallback,acrn,lookup,updates,scale,hygiene,cyclictest";
 
 static void usage(FILE *f)
 {
@@ -30,9 +30,15 @@ static void usage(FILE *f)
 		"Needs root (SCHED_FIFO, perf counters, /dev/cpu_dma_latency) and 2 CPUs.\n"
 		"\n"
 		"  -o, --out=DIR            results folder (created if missing); required\n"
-		"  -q, --quick              short runs (1 s per latency run, 3 s cyclictest):\n"
-		"                           under a minute; default: full (5 s, 10 s)\n"
-		"  -D, --duration=SECS      seconds per latency run (overrides the default)\n"
+		"  -q, --quick              short runs (1 s per run that is not interleaved,\n"
+		"                           7 slices of 150 ms per side, 3 s cyclictest): about a\n"
+		"                           minute; default: full (5 s, 9 x 500 ms, 10 s)\n"
+		"  -D, --duration=SECS      seconds per latency run that is not interleaved\n"
+		"                           (overrides the default)\n"
+		"  -S, --slice=MS           ms per side per slice of an interleaved phase;\n"
+		"                           default 500 (quick: 150)\n"
+		"  -n, --slices=N           slices per interleaved phase, 1..%d; default 9\n"
+		"                           (quick: 7)\n"
 		"  -e, --engine-cpu=CPU     CPU of the engine side (poller, dispatcher, clients,\n"
 		"                           servers of the ping-pongs); default the last CPU\n"
 		"  -c, --producer-cpu=CPU   CPU of the simulated hypervisor and of cyclictest;\n"
@@ -56,7 +62,7 @@ static void usage(FILE *f)
 		"Output: human lines start with '#', one 'SUMMARY key=value ...' line per run.\n"
 		"Exit status: 0 done, 1 a measurement failed (a request lost, duplicated or\n"
 		"wrong, a thread not started), 2 bad usage.\n",
-		phases);
+		BENCH_MAX_SLICES, phases);
 }
 
 static long num(const char *opt, const char *s, long lo, long hi)
@@ -91,6 +97,8 @@ static void parse(int argc, char **argv)
 	static const struct option lo[] = {{"out", required_argument, NULL, 'o'},
 					   {"quick", no_argument, NULL, 'q'},
 					   {"duration", required_argument, NULL, 'D'},
+					   {"slice", required_argument, NULL, 'S'},
+					   {"slices", required_argument, NULL, 'n'},
 					   {"engine-cpu", required_argument, NULL, 'e'},
 					   {"producer-cpu", required_argument, NULL, 'c'},
 					   {"priority", required_argument, NULL, 'p'},
@@ -102,7 +110,7 @@ static void parse(int argc, char **argv)
 					   {"wait-quiet", required_argument, NULL, 'w'},
 					   {"help", no_argument, NULL, 'h'},
 					   {0}};
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN), dur = 0, wait = -1;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN), dur = 0, wait = -1, slice_ms = 0, slices = 0;
 	bool nomlock = false;
 	int c;
 
@@ -111,7 +119,7 @@ static void parse(int argc, char **argv)
 				       .prio = 50,
 				       .update_rate = 10000,
 				       .update_batch = 10};
-	while ((c = getopt_long(argc, argv, "o:qD:e:c:p:u:r:P:MTw:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:qD:S:n:e:c:p:u:r:P:MTw:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			bench_cfg.out = optarg;
@@ -121,6 +129,12 @@ static void parse(int argc, char **argv)
 			break;
 		case 'D':
 			dur = num("--duration", optarg, 1, 600);
+			break;
+		case 'S':
+			slice_ms = num("--slice", optarg, 10, 10000);
+			break;
+		case 'n':
+			slices = num("--slices", optarg, 1, BENCH_MAX_SLICES);
 			break;
 		case 'e':
 			bench_cfg.engine_cpu = (int)num("--engine-cpu", optarg, 0, 4095);
@@ -175,6 +189,9 @@ static void parse(int argc, char **argv)
 		bench_cfg.cyc_s = 3;
 		bench_cfg.hyg_requests = 300000;
 		bench_cfg.lookup_ms = 20;
+		bench_cfg.slice_ns = 150000000ull;
+		bench_cfg.slice_warm_ns = 20000000ull;
+		bench_cfg.slices = 7;
 	} else {
 		bench_cfg.run_ns = 5000000000ull;
 		bench_cfg.short_ns = 3000000000ull;
@@ -182,7 +199,14 @@ static void parse(int argc, char **argv)
 		bench_cfg.cyc_s = 10;
 		bench_cfg.hyg_requests = 1000000;
 		bench_cfg.lookup_ms = 100;
+		bench_cfg.slice_ns = 500000000ull;
+		bench_cfg.slice_warm_ns = 50000000ull;
+		bench_cfg.slices = 9;
 	}
+	if (slice_ms)
+		bench_cfg.slice_ns = (uint64_t)slice_ms * 1000000ull;
+	if (slices)
+		bench_cfg.slices = (unsigned int)slices;
 	bench_cfg.wait_quiet_s = wait >= 0 ? (unsigned int)wait : bench_cfg.quick ? 10 : 30;
 	if (dur)
 		bench_cfg.run_ns = (uint64_t)dur * 1000000000ull;
@@ -258,32 +282,23 @@ int main(int argc, char **argv)
 		bench_cacheline(false);
 	}
 	if (bench_phase("polling")) {
-		printf("#\n# 2. engine, polling mode\n");
+		printf("#\n# 2. engine, polling mode, interleaved with the cache-line ping-pong\n");
 		bench_polling();
 	}
-	if (bench_phase("hybrid")) {
-		printf("#\n# 2b. engine, polling mode with hybrid idle: the wake-up cost\n");
-		bench_hybrid();
-	}
-	for (int dma = 0; dma < 2; dma++) {
-		if (bench_phase("fallback")) {
-			printf(
-			    "#\n# 3. fallback path and its futex floor, /dev/cpu_dma_latency %s\n",
-			    dma ? "held at 0" : "not held");
-			bench_futex(dma);
-			bench_fallback(dma);
-		}
-		if (bench_phase("acrn")) {
-			printf(
-			    "#\n# 4. ACRN-style HSM baseline (notify), /dev/cpu_dma_latency %s\n",
-			    dma ? "held at 0" : "not held");
-			bench_acrn(dma, false);
-		}
+	/* fallback, hybrid idle and the ACRN-style dispatch against the futex floor */
+	for (int dma = 1; dma >= 0; dma--) {
+		if (!bench_phase("fallback") && !bench_phase("hybrid") && !bench_phase("acrn"))
+			break;
+		printf("#\n# 3. wake-up paths, interleaved: raw futex, fallback%s%s; "
+		       "/dev/cpu_dma_latency %s\n",
+		       bench_phase("acrn") ? ", ACRN-style HSM (notify)" : "",
+		       bench_phase("hybrid") ? ", hybrid idle" : "", dma ? "held at 0" : "not held");
+		bench_wakeups(dma, bench_phase("acrn"), bench_phase("hybrid"));
 	}
 	if (bench_phase("acrn")) {
 		printf(
 		    "#\n# 4. ACRN-style HSM baseline with completion polling (partition mode)\n");
-		bench_acrn(false, true);
+		bench_acrn_cpoll();
 	}
 	if (bench_phase("lookup")) {
 		printf("#\n# 4. lookup scaling\n");
@@ -292,6 +307,10 @@ int main(int argc, char **argv)
 	if (bench_phase("updates")) {
 		printf("#\n# 5. range updates under load\n");
 		bench_updates();
+	}
+	if (bench_phase("scale")) {
+		printf("#\n# 5b. scale: 1, 16, 64 VMs of 16 vCPUs\n");
+		bench_scale();
 	}
 	if (bench_phase("hygiene")) {
 		printf("#\n# 7. hot-path hygiene\n");

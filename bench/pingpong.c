@@ -27,8 +27,8 @@
 struct pp {
 	_Atomic uint64_t line __attribute__((aligned(BENCH_CACHELINE))); /* alone in its line */
 	uint8_t pad[BENCH_CACHELINE - sizeof(uint64_t)];
-	struct bench_dist *d;
-	uint64_t warm_ns, run_ns;
+	struct rtioreq_hist *h;
+	uint64_t warm_ns, run_ns, ns; /* ns: measured wall time, set by the client */
 };
 
 static void *pp_server(void *arg)
@@ -83,10 +83,10 @@ static void *pp_client(void *arg)
 		}
 		t1 = bench_now_ns();
 		if (on)
-			rtioreq_hist_record(&p->d->h, t1 - t0);
+			rtioreq_hist_record(p->h, t1 - t0);
 		k++;
 	}
-	p->d->ns = t1 - measure;
+	p->ns = t1 - measure;
 	atomic_store_explicit(&p->line, PP_STOP, memory_order_release);
 	return NULL;
 }
@@ -114,33 +114,54 @@ void bench_clock_overhead(void)
 	free(h);
 }
 
-void bench_cacheline(bool again)
+/* One cache-line ping-pong of @warm_ns + @run_ns into @h: the measured wall time, ns. */
+static uint64_t pp_run(struct rtioreq_hist *h, uint64_t warm_ns, uint64_t run_ns)
 {
-	struct pp *p = aligned_alloc(BENCH_CACHELINE, sizeof(*p));
+	struct pp *p = bench_zalloc_line(sizeof(struct pp));
 	pthread_t s, c;
+	uint64_t ns;
+
+	p->h = h;
+	p->warm_ns = warm_ns;
+	p->run_ns = run_ns;
+	bench_thread_start(&s, bench_cfg.engine_cpu, 0, "pp-server", pp_server, p);
+	bench_thread_start(&c, bench_cfg.producer_cpu, 0, "pp-client", pp_client, p);
+	pthread_join(c, NULL);
+	pthread_join(s, NULL);
+	ns = p->ns;
+	free(p);
+	return ns;
+}
+
+void bench_cacheline_topology(void)
+{
 	char topo[160];
 
-	if (!p)
-		bench_die("out of memory");
-	memset(p, 0, sizeof(*p));
-	p->d = bench_dist_new(again ? "cacheline-end" : "cacheline",
-			      again ? "cache-line ping-pong, again at the end (drift check)"
-				    : "cache-line ping-pong (acquire/release, 1 line)",
-			      "ns per round trip");
-	p->d->plot = !again;
-	p->warm_ns = bench_cfg.warm_ns;
-	p->run_ns = bench_cfg.short_ns;
 	snprintf(topo, sizeof(topo),
 		 "cache-line ping-pong: client CPU %d, server CPU %d, both "
 		 "SCHED_OTHER spinning",
 		 bench_cfg.producer_cpu, bench_cfg.engine_cpu);
 	bench_topology(topo);
-	bench_thread_start(&s, bench_cfg.engine_cpu, 0, "pp-server", pp_server, p);
-	bench_thread_start(&c, bench_cfg.producer_cpu, 0, "pp-client", pp_client, p);
-	pthread_join(c, NULL);
-	pthread_join(s, NULL);
-	bench_dist_print(p->d, NULL);
-	free(p);
+}
+
+void bench_cacheline(bool again)
+{
+	struct bench_dist *d =
+	    bench_dist_new(again ? "cacheline-end" : "cacheline-start",
+			   again ? "cache-line ping-pong, again at the end (drift check)"
+				 : "cache-line ping-pong at the start (drift check)",
+			   "ns per round trip");
+
+	d->plot = false; /* the interleaved "cacheline" of the polling phase is plotted */
+	bench_cacheline_topology();
+	d->ns = pp_run(&d->h, bench_cfg.warm_ns, bench_cfg.short_ns);
+	bench_dist_print(d, NULL);
+}
+
+uint64_t bench_cacheline_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
+{
+	(void)arg;
+	return pp_run(h, bench_cfg.slice_warm_ns, ns);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -149,8 +170,8 @@ struct fx {
 	struct rtioreq_shm shm; /* the engine's shared region: its channel words */
 	_Atomic uint32_t *req, *resp;
 	_Atomic bool stop;
-	struct bench_dist *d;
-	uint64_t warm_ns, run_ns;
+	struct rtioreq_hist *h;
+	uint64_t warm_ns, run_ns, ns; /* ns: measured wall time, set by the client */
 };
 
 /* Sleep until *w != seen. @stall: die after PP_STALL_NS (the client side only). */
@@ -217,22 +238,27 @@ static void *fx_client(void *arg)
 		fx_wait(f->resp, r, true);
 		t1 = bench_now_ns();
 		if (on)
-			rtioreq_hist_record(&f->d->h, t1 - t0);
+			rtioreq_hist_record(f->h, t1 - t0);
 	}
-	f->d->ns = t1 - measure;
+	f->ns = t1 - measure;
 	atomic_store_explicit(&f->stop, true, memory_order_relaxed);
 	atomic_fetch_add_explicit(f->req, 1, memory_order_release);
 	rtioreq__futex_wake(f->req, INT_MAX, true);
 	return NULL;
 }
 
-void bench_futex(bool dma)
+/*
+ * One futex ping-pong of bench_cfg.slice_warm_ns + @ns into @h (a bench_slice_fn;
+ * /dev/cpu_dma_latency is the caller's): the measured wall time, ns.
+ */
+uint64_t bench_futex_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	pthread_t s, c;
-	char topo[200];
-	int fd = -1, r;
+	uint64_t t;
+	int r;
 
+	(void)arg;
 	if (!f)
 		bench_die("out of memory");
 	r = rtioreq_shm_create(&f->shm, NULL, 1);
@@ -240,27 +266,15 @@ void bench_futex(bool dma)
 		bench_die("shared region: %s", strerror(-r));
 	f->req = rtioreq_wire_atomic(&f->shm.region->chan.upcall_seq.word);
 	f->resp = rtioreq_wire_atomic(&f->shm.region->chan.done_seq[0].word);
-	f->d =
-	    bench_dist_new(dma ? "futex-dma0" : "futex",
-			   dma ? "raw futex ping-pong, cpu_dma_latency=0" : "raw futex ping-pong",
-			   "ns per round trip (2 wake-ups)");
-	f->d->dma_held = dma;
-	f->warm_ns = bench_cfg.warm_ns;
-	f->run_ns = bench_cfg.short_ns;
-	snprintf(topo, sizeof(topo),
-		 "futex ping-pong on shared futex words (shm channel page): "
-		 "client CPU %d SCHED_OTHER, server CPU %d %s %d",
-		 bench_cfg.producer_cpu, bench_cfg.engine_cpu,
-		 bench_cfg.prio ? "SCHED_FIFO" : "SCHED_OTHER", bench_cfg.prio);
-	bench_topology(topo);
-	if (dma)
-		fd = bench_dma_hold();
+	f->h = h;
+	f->warm_ns = bench_cfg.slice_warm_ns;
+	f->run_ns = ns;
 	bench_thread_start(&s, bench_cfg.engine_cpu, bench_cfg.prio, "fx-server", fx_server, f);
 	bench_thread_start(&c, bench_cfg.producer_cpu, 0, "fx-client", fx_client, f);
 	pthread_join(c, NULL);
 	pthread_join(s, NULL);
-	bench_dma_release(fd);
-	bench_dist_print(f->d, NULL);
 	rtioreq_shm_close(&f->shm);
+	t = f->ns;
 	free(f);
+	return t;
 }

@@ -202,26 +202,9 @@ static unsigned int ratio_rows(struct ratio_row *rr)
 	unsigned int n = 0;
 
 #define ROW(k, w, an, av, bn, bv, u) rr[n++] = (struct ratio_row){k, w, an, bn, av, bv, u}
-	ROW("polling_p50_over_cacheline_p50",
-	    "Polling p50 (1 vCPU) as a multiple of the "
-	    "cache-line round trip p50",
-	    "poll-1vcpu", p50("poll-1vcpu"), "cacheline", p50("cacheline"), "ns");
-	ROW("polling16_p50_over_cacheline_p50",
-	    "Polling p50 (16 vCPUs, 1 hypervisor thread) "
-	    "as a multiple of the cache-line p50",
-	    "poll-16vcpu", p50("poll-16vcpu"), "cacheline", p50("cacheline"), "ns");
 	ROW("hybrid_p50_over_polling_p50",
 	    "Hybrid idle: wake-up round trip p50 / spinning poller p50 (1 vCPU)", "hybrid",
 	    p50("hybrid"), "poll-1vcpu", p50("poll-1vcpu"), "ns");
-	ROW("hybrid_dma0_p50_over_futex_dma0_p50",
-	    "Hybrid idle wake-up p50 / raw futex p50, both with cpu_dma_latency=0",
-	    "hybrid-dma0", p50("hybrid-dma0"), "futex-dma0", p50("futex-dma0"), "ns");
-	ROW("fallback_p50_over_futex_p50", "Fallback p50 / raw futex ping-pong p50", "fallback",
-	    p50("fallback"), "futex", p50("futex"), "ns");
-	ROW("fallback_p50_over_futex_p50_dma0",
-	    "Fallback p50 / raw futex p50, both with "
-	    "cpu_dma_latency=0",
-	    "fallback-dma0", p50("fallback-dma0"), "futex-dma0", p50("futex-dma0"), "ns");
 	ROW("fallback_p50_over_polling_p50",
 	    "Fallback p50 / polling p50 (1 vCPU): what polling "
 	    "saves",
@@ -230,12 +213,6 @@ static unsigned int ratio_rows(struct ratio_row *rr)
 	    "Fallback p50 (cpu_dma_latency=0) / polling "
 	    "p50",
 	    "fallback-dma0", p50("fallback-dma0"), "poll-1vcpu", p50("poll-1vcpu"), "ns");
-	ROW("acrn_p50_over_fallback_p50", "ACRN-style HSM p50 / rtioreq fallback p50 (notify)",
-	    "acrn", p50("acrn"), "fallback", p50("fallback"), "ns");
-	ROW("acrn_p50_over_fallback_p50_dma0",
-	    "ACRN-style HSM p50 / rtioreq fallback p50, "
-	    "cpu_dma_latency=0",
-	    "acrn-dma0", p50("acrn-dma0"), "fallback-dma0", p50("fallback-dma0"), "ns");
 	ROW("acrn_p50_over_polling_p50",
 	    "What a user would otherwise have: ACRN-style HSM "
 	    "(notify) p50 / rtioreq polling p50",
@@ -249,16 +226,11 @@ static unsigned int ratio_rows(struct ratio_row *rr)
 		    "Lookup at the largest table: ACRN "
 		    "linear scan / rtioreq table, ns per lookup",
 		    "ACRN scan", lk->acrn_ns, "rtioreq", lk->rtioreq_ns, "ns");
-	ROW("p999_updates_over_none", "p99.9 with concurrent range updates / without", "upd-churn",
-	    p999("upd-churn"), "upd-none", p999("upd-none"), "ns");
-	ROW("p999_updates_over_placebo",
-	    "p99.9 with range updates / with a placebo thread "
-	    "(same wake-ups and CPU time, no updates)",
-	    "upd-churn", p999("upd-churn"), "upd-placebo", p999("upd-placebo"), "ns");
 	ROW("cacheline_end_over_start",
 	    "Drift check: cache-line p50 at the end / at the start "
 	    "(1.0 = the host kept our vCPUs in place)",
-	    "cacheline-end", p50("cacheline-end"), "cacheline", p50("cacheline"), "ns");
+	    "cacheline-end", p50("cacheline-end"), "cacheline-start", p50("cacheline-start"),
+	    "ns");
 #undef ROW
 	return n;
 }
@@ -292,11 +264,13 @@ static void write_json(const struct ratio_row *rr, unsigned int nr)
 		"  \"config\": {\"quick\": %s, \"run_s\": %.2f, \"pingpong_s\": %.2f, "
 		"\"warmup_s\": %.2f, \"fifo_priority_blocking_engine_threads\": %d, "
 		"\"unmapped_pct\": %u, \"cyclictest_s\": %u, \"hygiene_requests\": %lu, "
-		"\"update_rate_per_s\": %.0f, \"update_batch\": %u},\n",
+		"\"update_rate_per_s\": %.0f, \"update_batch\": %u, \"slices\": %u, "
+		"\"slice_s_per_side\": %.3f, \"slice_warmup_s\": %.3f},\n",
 		bench_cfg.quick ? "true" : "false", (double)bench_cfg.run_ns / 1e9,
 		(double)bench_cfg.short_ns / 1e9, (double)bench_cfg.warm_ns / 1e9, bench_cfg.prio,
 		bench_cfg.unmapped, bench_cfg.cyc_s, (unsigned long)bench_cfg.hyg_requests,
-		bench_cfg.update_rate, bench_cfg.update_batch);
+		bench_cfg.update_rate, bench_cfg.update_batch, bench_cfg.slices,
+		(double)bench_cfg.slice_ns / 1e9, (double)bench_cfg.slice_warm_ns / 1e9);
 	fprintf(f, "  \"clock_gettime_pair_ns\": {\"p50\": %lu, \"p99\": %lu},\n",
 		(unsigned long)bench_res.clock_ns_p50, (unsigned long)bench_res.clock_ns_p99);
 	fprintf(f, "  \"throughput_per_s\": {\"poll-1vcpu\": %lu, \"poll-16vcpu\": %lu},\n",
@@ -306,6 +280,25 @@ static void write_json(const struct ratio_row *rr, unsigned int nr)
 		if (bench_res.dist[i].h.count)
 			json_dist(f, &bench_res.dist[i], ++k == nd);
 	fprintf(f, "  },\n  \"ratios\": {\n");
+	for (unsigned int i = 0; i < bench_res.nratio; i++) {
+		const struct bench_ratio *q = &bench_res.ratio[i];
+
+		fprintf(f,
+			"    \"%s\": {\"value\": %.3f, \"interleaved\": true, \"stat\": \"%s\", "
+			"\"min\": %.3f, \"max\": %.3f, \"slices\": %u, \"per_slice\": [",
+			q->key, q->median, q->stat, q->min, q->max, q->n);
+		for (unsigned int j = 0; j < q->n; j++)
+			fprintf(f, "%s%.3f", j ? ", " : "", q->v[j]);
+		fprintf(f, "], \"what\": \"%s\", \"a\": \"%s\", \"a_ns\": %.1f, \"b\": \"%s\", "
+			   "\"b_ns\": %.1f, \"goal_max\": ",
+			q->what, q->a, q->a_ns, q->b, q->b_ns);
+		if (q->goal > 0)
+			fprintf(f, "%.2f, \"goal_met\": %s}", q->goal,
+				q->median <= q->goal ? "true" : "false");
+		else
+			fprintf(f, "null, \"goal_met\": null}");
+		fprintf(f, "%s\n", i + 1 == bench_res.nratio && !nr ? "" : ",");
+	}
 	for (unsigned int i = 0; i < nr; i++) {
 		char v[32];
 
@@ -314,12 +307,32 @@ static void write_json(const struct ratio_row *rr, unsigned int nr)
 		else
 			snprintf(v, sizeof(v), "null");
 		fprintf(f,
-			"    \"%s\": {\"value\": %s, \"what\": \"%s\", \"a\": \"%s\", "
-			"\"a_ns\": %.1f, \"b\": \"%s\", \"b_ns\": %.1f}%s\n",
+			"    \"%s\": {\"value\": %s, \"interleaved\": false, \"stat\": \"p50\", "
+			"\"what\": \"%s\", \"a\": \"%s\", \"a_ns\": %.1f, \"b\": \"%s\", "
+			"\"b_ns\": %.1f}%s\n",
 			rr[i].key, v, rr[i].what, rr[i].a_name, rr[i].a, rr[i].b_name, rr[i].b,
 			i + 1 == nr ? "" : ",");
 	}
-	fprintf(f, "  },\n  \"lookup\": {\"unit\": \"ns per lookup (median of 5 repeats)\", "
+	{
+		char v[32] = "null"; /* null: the phase did not run or measured nothing */
+
+		if (bench_res.nscan)
+			snprintf(v, sizeof(v), "%.3f", bench_res.scan_ns_per_idle_slot);
+		fprintf(f,
+			"  },\n  \"scale\": {\"ns_per_idle_slot\": %s, "
+			"\"ns_per_idle_slot_goal_max\": 2, \"scan\": [",
+			v);
+	}
+	for (unsigned int i = 0; i < bench_res.nscan; i++) {
+		const struct bench_scan_row *c = &bench_res.scan[i];
+
+		fprintf(f,
+			"%s{\"vms\": %u, \"slots\": %u, \"ns_per_pass\": %.1f, "
+			"\"ns_per_slot\": %.3f}",
+			i ? ", " : "", c->vms, c->slots, c->ns_per_pass, c->ns_per_slot);
+	}
+	fprintf(f, "]},\n");
+	fprintf(f, "  \"lookup\": {\"unit\": \"ns per lookup (median of 5 repeats)\", "
 		   "\"rows\": [\n");
 	for (unsigned int i = 0; i < bench_res.nlookup; i++) {
 		const struct bench_lookup_row *l = &bench_res.lookup[i];
@@ -425,8 +438,8 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 		"- **Timer**: every round trip is timed with clock_gettime(CLOCK_MONOTONIC) "
 		"(back-to-back pair: p50 %lu ns, p99 %lu ns), included in every figure.\n",
 		(unsigned long)bench_res.clock_ns_p50, (unsigned long)bench_res.clock_ns_p99);
-	if (dist("cacheline") && dist("cacheline-end")) {
-		double c0 = p50("cacheline"), c1 = p50("cacheline-end");
+	if (dist("cacheline-start") && dist("cacheline-end")) {
+		double c0 = p50("cacheline-start"), c1 = p50("cacheline-end");
 		bool moved = c0 > 0 && c1 > 0 && (c1 / c0 > 1.25 || c0 / c1 > 1.25);
 
 		fprintf(f,
@@ -447,8 +460,50 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 		      "alone.**"
 		    : ".");
 
-	fprintf(f, "## Headline ratios\n\n| Comparison | Ratio | Numerator | Denominator |\n"
-		   "|---|---:|---:|---:|\n");
+	fprintf(f,
+		"## Headline ratios (interleaved)\n\nBoth sides of each ratio ran in %u "
+		"alternating slices of %.0f ms per side within one phase; the ratio is the median "
+		"of the per-slice ratios, with their spread (min..max). Goal: the issue's bound "
+		"on the median.\n\n"
+		"| Comparison | Ratio (median) | Spread | Slices | Goal | Numerator | "
+		"Denominator |\n|---|---:|---:|---:|---|---:|---:|\n",
+		bench_cfg.slices, (double)bench_cfg.slice_ns / 1e6);
+	for (unsigned int i = 0; i < bench_res.nratio; i++) {
+		const struct bench_ratio *q = &bench_res.ratio[i];
+		char g[48] = "-";
+
+		if (q->goal > 0)
+			snprintf(g, sizeof(g), "<= %.2fx: %s", q->goal,
+				 q->median <= q->goal ? "met" : "**not met**");
+		fmt_ns(a, sizeof(a), q->a_ns);
+		fmt_ns(b, sizeof(b), q->b_ns);
+		fprintf(f, "| %s | **%.2fx** | %.2f..%.2f | %u | %s | %s %s: %s | %s %s: %s |\n",
+			q->what, q->median, q->min, q->max, q->n, g, q->a, q->stat, a, q->b,
+			q->stat, b);
+	}
+	if (bench_res.nscan)
+		fprintf(f,
+			"| Idle slot scan: ns per slot per pass (slope %u -> %u slots, see Scale) "
+			"| **%.2f ns** | | %u | <= 2 ns: %s | | |\n",
+			bench_res.scan[0].slots, bench_res.scan[bench_res.nscan - 1].slots,
+			bench_res.scan_ns_per_idle_slot, bench_cfg.slices,
+			bench_res.scan_ns_per_idle_slot <= 2 ? "met" : "**not met**");
+	if (h->ok) {
+		double pm = h->requests ? 1e6 / (double)h->requests : 0;
+
+		fprintf(f,
+			"| Poller per million requests: syscalls / page faults (minor, major) / "
+			"heap allocations | **%.2f / %.2f (%.2f, %.2f) / %.2f%s** | | | 0 / 0 / 0 | "
+			"%lu requests | perf counters + malloc interposer |\n",
+			(double)h->syscalls * pm, (double)h->faults * pm,
+			(double)h->faults_min * pm, (double)h->faults_maj * pm,
+			(double)h->allocs * pm, h->allocs_counted ? "" : " (allocs not counted)",
+			(unsigned long)h->requests);
+	}
+	fprintf(f,
+		"\n## Other ratios (not interleaved)\n\nSides measured in different phases, "
+		"seconds apart: indicative only.\n\n| Comparison | Ratio | Numerator | "
+		"Denominator |\n|---|---:|---:|---:|\n");
 	for (unsigned int i = 0; i < nr; i++) {
 		if (rr[i].a <= 0 || rr[i].b <= 0)
 			continue;
@@ -456,18 +511,6 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 		fmt_ns(b, sizeof(b), rr[i].b);
 		fprintf(f, "| %s | **%.2fx** | %s: %s | %s: %s |\n", rr[i].what,
 			ratio(rr[i].a, rr[i].b), rr[i].a_name, a, rr[i].b_name, b);
-	}
-	if (h->ok) {
-		double pm = h->requests ? 1e6 / (double)h->requests : 0;
-
-		fprintf(f,
-			"| Poller per million requests: syscalls / page faults (minor, major) / "
-			"heap allocations | **%.2f / %.2f (%.2f, %.2f) / %.2f%s** | %lu requests | "
-			"perf counters + malloc interposer |\n",
-			(double)h->syscalls * pm, (double)h->faults * pm,
-			(double)h->faults_min * pm, (double)h->faults_maj * pm,
-			(double)h->allocs * pm, h->allocs_counted ? "" : " (allocs not counted)",
-			(unsigned long)h->requests);
 	}
 	fprintf(f, "\n![latency distributions](latency.png)\n\n");
 
@@ -547,6 +590,21 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 				(unsigned long)q.p9999, (unsigned long)q.max);
 		}
 	}
+	if (bench_res.nscan) {
+		fprintf(f,
+			"\n## Scale: 1, 16, 64 VMs of 16 vCPUs\n\nEvery slot on the one poller "
+			"(CPU %d), every slot idle; passes counted by the poller's own counter "
+			"(`rtioreq_poller_stats().loops`) over a sleep of the control thread; "
+			"median of %u slices. ns per idle slot = slope between the smallest and the "
+			"largest slot set: **%.3f ns**. The request and wake-up comparisons at "
+			"scale are in the headline ratios (`scale_*`).\n\n| VMs | slots | ns per "
+			"pass | ns per slot |\n|---:|---:|---:|---:|\n",
+			bench_cfg.engine_cpu, bench_cfg.slices, bench_res.scan_ns_per_idle_slot);
+		for (unsigned int i = 0; i < bench_res.nscan; i++)
+			fprintf(f, "| %u | %u | %.1f | %.3f |\n", bench_res.scan[i].vms,
+				bench_res.scan[i].slots, bench_res.scan[i].ns_per_pass,
+				bench_res.scan[i].ns_per_slot);
+	}
 	if (bench_res.ncyc) {
 		fprintf(f,
 			"\n## cyclictest on CPU %d (the non-poller CPU)\n\n`cyclictest -m -p 90 "
@@ -609,6 +667,12 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 		fprintf(f, "Not measured: %s\n", h->why[0] ? h->why : "phase not run");
 	fprintf(f,
 		"\n## Method\n\n"
+		"- Interleaving (bench/interleave.c): the sides of every headline ratio run "
+		"in alternating slices of one phase (A B C, C B A, ...), each slice of each "
+		"side on a fresh engine (or ping-pong pair) after a short warm-up of its own; "
+		"per slice each side's p50 (p99.9 for tail ratios) and their ratio; reported: "
+		"the median of the per-slice ratios, min..max, and the slices counted. "
+		"`bench/run.sh --repeat 3 --quick` checks that each comes back within +-15%%.\n"
 		"- Cache-line ping-pong: two pinned spinning threads exchange one 64-byte line "
 		"(release store, acquire load each way); the client times each round trip.\n"
 		"- Engine runs: `rtioreq_sim_run()` (the simulated hypervisor) on a shared "
@@ -652,9 +716,12 @@ void bench_write_results(void)
 	write_gnuplot();
 	write_json(rr, nr);
 	write_md(rr, nr);
+	for (unsigned int i = 0; i < bench_res.nratio; i++)
+		bench_ratio_print(&bench_res.ratio[i]);
 	for (unsigned int i = 0; i < nr; i++)
 		if (rr[i].a > 0 && rr[i].b > 0)
-			printf("SUMMARY ratio=%s value=%.3f a=%s a_ns=%.1f b=%s b_ns=%.1f\n",
+			printf("SUMMARY ratio=%s stat=p50 value=%.3f a=%s a_ns=%.1f b=%s b_ns=%.1f "
+			       "interleaved=0\n",
 			       rr[i].key, ratio(rr[i].a, rr[i].b), rr[i].a_name, rr[i].a,
 			       rr[i].b_name, rr[i].b);
 }

@@ -5,9 +5,16 @@
 # write the results folder: results.json, report.md, latency.png, cyclictest-format
 # histograms (*.hist) and JSON (*.json), bench.log.
 #
-# usage: bench/run.sh [--quick] [--out DIR] [--bin PATH] [--build-dir DIR]
+# usage: bench/run.sh [--quick] [--repeat N] [--out DIR] [--bin PATH] [--build-dir DIR]
 #                     [--profiles-only] [--profile-duration T] [-- ARGS...]
-#   --quick          short runs (under a minute); default: full (under 5 minutes)
+#   --quick          short runs (under two minutes); default: full (under 6 minutes)
+#   --repeat N       repeatability check: N consecutive runs of rtioreq-bench (no
+#                    profiles, no plot) into DIR/run-1..N, then per interleaved ratio
+#                    one line 'REPEAT key=K values=v1,...,vN mean=M max_dev_pct=D
+#                    max_over_min=R ok=0|1' (ok: every value within +-15% of the mean
+#                    of the N values, i.e. |v - M| <= 0.15 M), the idle-slot scan cost
+#                    likewise, and 'REPEAT-SUMMARY checked=C within=W ok=0|1'; also
+#                    in DIR/repeat.txt. Exit status 4 if some value is outside +-15%.
 #   --profiles-only  only the last phase: each shipped profile (rt-configs/*.yaml that
 #                    'rtioreq check --host' accepts here) run with 'rtioreq run -D T',
 #                    its maximum round trip in profiles.md, profile-*.json
@@ -18,6 +25,7 @@
 #   --build-dir DIR  cmake build directory, default build/ in the source tree
 #   -- ARGS          passed to rtioreq-bench (see rtioreq-bench --help), e.g.
 #                    -- --phases=polling,lookup
+# After a run it prints the interleaved headline ratios (median [min..max], goal).
 # Needs: root (SCHED_FIFO, perf counters, /dev/cpu_dma_latency), 2+ CPUs, cyclictest
 # (rt-tests) and gnuplot. Exits non-zero, with a message, on any failure.
 set -euo pipefail
@@ -35,6 +43,7 @@ BUILD=$ROOT/build
 ARGS=()
 PROFILES_ONLY=
 PROFILE_T=10s
+REPEAT=
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -45,8 +54,10 @@ while [ $# -gt 0 ]; do
 	--bin=*) BIN=${1#*=} ;;
 	--build-dir) [ $# -ge 2 ] || die "$1 needs a value"; BUILD=$2; shift ;;
 	--build-dir=*) BUILD=${1#*=} ;;
-	-h | --help) sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '3,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	--profiles-only) PROFILES_ONLY=1 ;;
+	--repeat) [ $# -ge 2 ] || die "$1 needs a value"; REPEAT=$2; shift ;;
+	--repeat=*) REPEAT=${1#*=} ;;
 	--profile-duration) [ $# -ge 2 ] || die "$1 needs a value"; PROFILE_T=$2; shift ;;
 	--profile-duration=*) PROFILE_T=${1#*=} ;;
 	--) shift; ARGS=("$@"); break ;;
@@ -55,6 +66,9 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
+if [ -n "$REPEAT" ]; then
+	[[ $REPEAT =~ ^[0-9]+$ ]] && [ "$REPEAT" -ge 2 ] || die "--repeat needs a count >= 2"
+fi
 [ "$(id -u)" = 0 ] || die "run as root: SCHED_FIFO, perf counters and /dev/cpu_dma_latency"
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (engine and hypervisor side)"
 if [ -z "$PROFILES_ONLY" ]; then
@@ -126,6 +140,81 @@ if [ -n "$PROFILES_ONLY" ]; then
 	exit 0
 fi
 
+# The interleaved headline ratios of one bench.log, for humans.
+ratios_summary() {
+	awk '/^SUMMARY ratio=/ && / interleaved=1/ {
+		for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+		g = ("goal_max" in f) ? sprintf("goal <= %s: %s", f["goal_max"],
+			f["met"] ? "met" : "NOT met") : ""
+		printf "#   %-44s %7.3fx [%.3f..%.3f] %s slices %s\n", f["ratio"], f["value"],
+			f["min"], f["max"], f["slices"], g
+		delete f
+	}
+	/^SUMMARY bench=scan-idle-slot/ {
+		for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+		printf "#   %-44s %7.3f ns [%.3f..%.3f] goal <= 2: %s\n", "idle slot scan (ns/slot/pass)",
+			f["value"], f["min"], f["max"], f["met"] ? "met" : "NOT met"
+		delete f
+	}' "$1"
+}
+
+# --repeat N: N runs, then each headline figure's N values against their mean.
+if [ -n "$REPEAT" ]; then
+	logs=()
+	for k in $(seq 1 "$REPEAT"); do
+		mkdir -p "$OUT/run-$k" || die "cannot create $OUT/run-$k"
+		echo "# repeat $k/$REPEAT: $BIN ${QUICK:-(full)} -> $OUT/run-$k"
+		"$BIN" $QUICK --out="$OUT/run-$k" "${ARGS[@]}" >"$OUT/run-$k/bench.log" ||
+			die "rtioreq-bench failed (see $OUT/run-$k/bench.log)"
+		ratios_summary "$OUT/run-$k/bench.log"
+		logs+=("$OUT/run-$k/bench.log")
+	done
+	awk -v n="$REPEAT" '
+	/^SUMMARY ratio=/ && / interleaved=1/ || /^SUMMARY bench=scan-idle-slot/ {
+		if (seen[FILENAME, $2]++) next
+		key = ""; val = ""
+		for (i = 2; i <= NF; i++) {
+			split($i, kv, "=")
+			if (kv[1] == "ratio" || kv[1] == "bench") key = kv[2]
+			if (kv[1] == "value") val = kv[2]
+		}
+		if (!(key in cnt)) order[++nk] = key
+		v[key, ++cnt[key]] = val
+	}
+	END {
+		within = 0; checked = 0
+		for (j = 1; j <= nk; j++) {
+			key = order[j]
+			if (cnt[key] != n) {
+				printf "REPEAT key=%s runs=%d ok=0 why=missing-in-some-runs\n", key, cnt[key]
+				checked++
+				continue
+			}
+			s = 0; lo = ""; hi = ""; vals = ""
+			for (i = 1; i <= n; i++) {
+				x = v[key, i] + 0; s += x
+				vals = vals (i > 1 ? "," : "") v[key, i]
+				if (lo == "" || x < lo) lo = x
+				if (hi == "" || x > hi) hi = x
+			}
+			m = s / n
+			dev = 0
+			for (i = 1; i <= n; i++) {
+				d = v[key, i] - m; if (d < 0) d = -d
+				if (m > 0 && 100 * d / m > dev) dev = 100 * d / m
+			}
+			ok = (m > 0 && dev <= 15)
+			checked++; within += ok
+			printf "REPEAT key=%s values=%s mean=%.4g max_dev_pct=%.1f max_over_min=%.3f ok=%d\n",
+				key, vals, m, dev, (lo > 0 ? hi / lo : 0), ok
+		}
+		printf "REPEAT-SUMMARY runs=%d checked=%d within=%d ok=%d rule=every_value_within_15pct_of_mean\n",
+			n, checked, within, (checked > 0 && within == checked)
+	}' "${logs[@]}" | tee "$OUT/repeat.txt"
+	grep -q '^REPEAT-SUMMARY .* ok=1 ' "$OUT/repeat.txt" || exit 4
+	exit 0
+fi
+
 echo "# rtioreq benchmarks: $BIN ${QUICK:-(full)} -> $OUT"
 start=$(date +%s)
 "$BIN" $QUICK --out="$OUT" "${ARGS[@]}" | tee "$OUT/bench.log" ||
@@ -147,4 +236,6 @@ if command -v jq >/dev/null; then
 	done
 fi
 end=$(date +%s)
+echo "# headline ratios (interleaved: median of the per-slice ratios [min..max]):"
+ratios_summary "$OUT/bench.log"
 echo "# done in $((end - start)) s: $OUT/report.md, results.json, latency.png"
