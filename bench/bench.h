@@ -259,6 +259,7 @@ struct bench_run {
 	bool idle; /* no hypervisor thread at all: during() runs with every slot idle */
 	uint64_t think_ns; /* vCPU pause after every request (uniform 0..2x); 0: none */
 	bool quiet;
+	bool handler_thread; /* example devices' clients keep their thread (3 wake-ups) */
 	/* called once the measured run started (main thread); may be NULL */
 	void (*during)(void *arg, struct rtioreq_engine *eng, struct rtioreq_vm *vm,
 		       struct rtioreq_poller *poller);

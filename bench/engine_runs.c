@@ -126,7 +126,7 @@ void bench_engine_run(struct bench_run *r)
 							      .paused = true});
 	if (!vm)
 		bench_die("VM attach: %s", strerror(errno));
-	dev->handler_thread = bench_cfg.fallback_thread;
+	dev->handler_thread = r->handler_thread || bench_cfg.fallback_thread;
 	rc = rtioreq_exdev_attach(dev, vm);
 	if (rc)
 		bench_die("example devices: %s", strerror(-rc));
@@ -310,9 +310,9 @@ void bench_polling(void)
  */
 void bench_wakeups(bool dma, bool acrn, bool hybrid)
 {
-	struct bench_ratio_spec rs[3];
-	struct bench_engine_side *es = calloc(2, sizeof(*es));
-	struct bench_side s[4];
+	struct bench_ratio_spec rs[4];
+	struct bench_engine_side *es = calloc(3, sizeof(*es));
+	struct bench_side s[5];
 	unsigned int ns = 2, nr = 0;
 	char topo[240];
 
@@ -346,6 +346,23 @@ void bench_wakeups(bool dma, bool acrn, bool hybrid)
 	    dma ? "Fallback p50 / raw futex ping-pong p50, cpu_dma_latency=0"
 		: "Fallback p50 / raw futex ping-pong p50",
 	    1, 0, false, dma ? 1.15 : 0};
+	if (!bench_cfg.fallback_thread) {
+		/* the same requests through a client thread (handler_thread): what the inline
+		 * fallback saves, one wake-up, measured in the same slices */
+		bench_engine_side(&s[ns], &es[2], &(struct bench_run){.vcpus = 1, .handler_thread = true},
+				  dma ? "fallback-thread-dma0" : "fallback-thread",
+				  dma ? "rtioreq fallback through a client thread (handler_thread), "
+					"1 vCPU, cpu_dma_latency=0"
+				      : "rtioreq fallback through a client thread (handler_thread), "
+					"1 vCPU");
+		rs[nr++] = (struct bench_ratio_spec){
+		    dma ? "fallback_p50_over_thread_p50_dma0" : "fallback_p50_over_thread_p50",
+		    dma ? "Fallback p50, handler inline / through a client thread, "
+			  "cpu_dma_latency=0"
+			: "Fallback p50, handler inline / through a client thread",
+		    1, ns, false, 0};
+		ns++;
+	}
 	if (acrn) {
 		bench_acrn_topology(false);
 		s[ns] = (struct bench_side){
