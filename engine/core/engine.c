@@ -107,10 +107,10 @@ static bool chan_valid(const struct rtioreq_chan *c, uint16_t vcpu_num)
 	return magic == RTIOREQ_CHAN_MAGIC && version == RTIOREQ_CHAN_VERSION && n >= vcpu_num;
 }
 
-/* Clear the VM's polled_mask and need_wakeup bits: every slot needs the upcall. */
-static void vm_chan_unpoll(struct rtioreq_vm *vm)
+/* Clear the polled_mask and need_wakeup bits of slots 0..@n-1: they need the upcall. */
+static void vm_chan_unpoll(struct rtioreq_vm *vm, uint32_t n)
 {
-	uint32_t mine = (uint32_t)((1u << vm->vcpu_num) - 1);
+	uint32_t mine = (uint32_t)((1u << n) - 1);
 
 	/* seq_cst: the Dekker pair with the hv's fence, as in slot_give() */
 	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->polled_mask.word), ~mine,
@@ -164,11 +164,6 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	}
 	for (uint16_t v = 0; v < RTIOREQ_IO_REQUEST_MAX; v++)
 		vm->slot[v].vcpu = v;
-	/* no poller owns a slot yet: a channel left over from an earlier engine must not
-	 * tell the hypervisor to skip the upcall */
-	vm_chan_unpoll(vm);
-	if (attr->takeover && !vm->chan_private)
-		rtioreq__vm_takeover(vm); /* no taker knows the VM yet */
 	atomic_init(&vm->map, m);
 	/* all slots start on the fallback path (published to the dispatcher by V1), or on
 	 * none while paused */
@@ -180,20 +175,51 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	/* handlers on real-time pollers take it (range updates): priority inheritance */
 	rtioreq__mutex_init_pi(&vm->lock);
 
+	/*
+	 * Validate first, then touch the region: a refused attach (EEXIST, ENOSPC) must
+	 * leave a live engine's channel and slots alone. The id is reserved (eng->adding)
+	 * while the region is swept outside eng->lock, so a concurrent attach of the same
+	 * id is refused too, and no VM set published meanwhile holds this VM.
+	 */
 	pthread_mutex_lock(&eng->lock);
 	for (uint32_t i = 0; i < eng->nvms; i++)
 		if (eng->vms[i]->id == attr->id)
 			err = EEXIST;
-	if (!err && eng->nvms == RTIOREQ_MAX_VMS)
+	for (uint32_t i = 0; i < eng->nadding; i++)
+		if (eng->adding[i] == attr->id)
+			err = EEXIST;
+	if (!err && eng->nvms + eng->nadding >= RTIOREQ_MAX_VMS)
 		err = ENOSPC;
+	if (!err)
+		eng->adding[eng->nadding++] = attr->id;
+	pthread_mutex_unlock(&eng->lock);
 	if (!err) {
+		/* read once (shared, untrusted): chan_valid() checked it against vcpu_num,
+		 * the bound keeps the sweep inside the page */
+		uint32_t n = vm->chan_private ? vm->vcpu_num
+					      : ((const volatile struct rtioreq_chan *)vm->chan)
+							->vcpu_num;
+
+		if (n > RTIOREQ_IO_REQUEST_MAX)
+			n = RTIOREQ_IO_REQUEST_MAX;
+		/* no poller owns a slot yet: a channel left over from an earlier engine must
+		 * not tell the hypervisor to skip the upcall, for any of its slots */
+		vm_chan_unpoll(vm, n);
+		if (attr->takeover && !vm->chan_private)
+			rtioreq__vm_takeover(vm, n); /* no taker knows the VM yet */
+		pthread_mutex_lock(&eng->lock);
+		for (uint32_t i = 0; i < eng->nadding; i++)
+			if (eng->adding[i] == attr->id) {
+				eng->adding[i] = eng->adding[--eng->nadding];
+				break;
+			}
 		eng->vms[eng->nvms++] = vm;
 		if (rtioreq__dispatch_publish(eng)) {
 			eng->nvms--;
 			err = ENOMEM;
 		}
+		pthread_mutex_unlock(&eng->lock);
 	}
-	pthread_mutex_unlock(&eng->lock);
 	if (err) {
 		pthread_mutex_destroy(&vm->lock);
 		pthread_mutex_destroy(&vm->place_lock);
@@ -572,7 +598,8 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 			slot_owner_set(vm, v, NULL);
 		}
 	atomic_store_explicit(&vm->fallback_mask, 0, memory_order_release); /* O1 */
-	vm_chan_unpoll(vm); /* nobody polls any more: the hypervisor rings for every slot */
+	/* nobody polls any more: the hypervisor rings for every slot */
+	vm_chan_unpoll(vm, vm->vcpu_num);
 	pthread_mutex_unlock(&vm->place_lock);
 
 	/* 2. the dispatcher's set: eng->lock only for the list update */

@@ -257,6 +257,9 @@ struct rtioreq_engine {
 	pthread_mutex_t lock;
 	struct rtioreq_vm *vms[RTIOREQ_MAX_VMS];
 	uint32_t nvms;
+	/* ids of VMs being attached (validated, region being swept, not yet in vms[]) */
+	uint16_t adding[RTIOREQ_MAX_VMS];
+	uint32_t nadding;
 	struct rtioreq_poller *pollers;
 	pthread_t dispatcher;
 	pthread_mutex_t zlock;		/* zombies */
@@ -352,8 +355,9 @@ static inline void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu)
 	rtioreq__chan_ring(rtioreq_wire_atomic(&vm->chan->done_seq[vcpu].word));
 }
 
-/* takeover.c: complete what a dead engine left in @vm's slots; before @vm is published. */
-void rtioreq__vm_takeover(struct rtioreq_vm *vm);
+/* takeover.c: complete what a dead engine left in slots 0..@n-1 of @vm's region (@n: the
+ * channel's vcpu_num, which may exceed the VM's); before @vm is published. */
+void rtioreq__vm_takeover(struct rtioreq_vm *vm, uint32_t n);
 
 /* dispatch.c: hand a taken request to client @c's pending set (A1), wake a waiter. */
 void rtioreq__assign(struct rtioreq_vm *vm, struct rtioreq__slot *sl, struct rtioreq_client *c);

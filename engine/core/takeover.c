@@ -8,9 +8,9 @@
  */
 #include "core/engine_pvt.h"
 
-void rtioreq__vm_takeover(struct rtioreq_vm *vm)
+void rtioreq__vm_takeover(struct rtioreq_vm *vm, uint32_t n)
 {
-	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
+	for (uint16_t v = 0; v < n; v++) {
 		struct rtioreq_io_request *wire = &vm->page->req_slot[v];
 		struct rtioreq__slot *sl = &vm->slot[v];
 		/* acquire; the dead owner's stores are ordered before ours by OW */

@@ -547,6 +547,72 @@ static void test_force_sleeps_for_transit(void **state)
 	h_vm_stop(&h);
 }
 
+/*
+ * F7: an attach that is refused (EEXIST here) must not have touched the region: a
+ * live engine's polled_mask stays and its request held by a waiter stays PROCESSING.
+ * (Before: the unpoll and the takeover sweep ran before the checks, so the refused
+ * attach completed the live engine's request as abandoned and cleared its bits.)
+ */
+static void test_refused_attach_touches_nothing(void **state)
+{
+	struct rtioreq_vm_attr va = { .id = 1, .vcpu_num = 2, .takeover = true };
+	struct rtioreq_poller *p;
+	struct rtioreq_client *c;
+	struct rtioreq_req req;
+	struct h_vm h;
+	uint32_t polled;
+	uint64_t v;
+
+	h_vm_start(&h, 2);
+	p = rtioreq_poller_create(h.eng, NULL);
+	assert_non_null(p);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 1, p), 0);
+	c = mk_client(h.vm, "blk", NULL, 0, false);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x70, 0x7f), 0);
+	h_submit(&h, 0, PIO, RD, 0x70, 1, 0, false);
+	assert_int_equal(rtioreq_client_wait(c, &req), 0);
+	polled = atomic_load(rtioreq_wire_atomic(&h.shm.region->chan.polled_mask.word));
+	assert_int_equal(polled & 2u, 2u);
+	va.page = &h.shm.region->page;
+	va.chan = &h.shm.region->chan;
+	assert_null(rtioreq_vm_attach(h.eng, &va));
+	assert_int_equal(errno, EEXIST);
+	assert_int_equal(h_state(&h, 0), RTIOREQ_STATE_PROCESSING);
+	assert_int_equal(atomic_load(rtioreq_wire_atomic(&h.shm.region->chan.polled_mask.word)),
+			 polled);
+	req.value = 0x42;
+	assert_int_equal(rtioreq_client_complete(c, &req, 0), 0); /* still its request */
+	assert_true(h_wait(&h, 0, PIO, &v, 1000));
+	assert_int_equal(v, 0x42);
+	h_vm_stop(&h);
+}
+
+/*
+ * F8: the takeover sweep covers every vCPU of the channel, not only the attach's
+ * vcpu_num: a slot beyond it left PROCESSING by a dead engine is completed too.
+ */
+static void test_takeover_sweeps_whole_channel(void **state)
+{
+	struct rtioreq_engine *eng;
+	struct rtioreq_shm s;
+	struct rtioreq_vm *vm;
+	struct rtioreq_hv_req rd = { .type = PIO, .dir = RD, .addr = 0x70, .size = 1 };
+
+	assert_int_equal(rtioreq_shm_create(&s, NULL, 4), 0);
+	assert_true(rtioreq_hv_submit(s.region, 3, &rd, true, false) >= 0);
+	s.region->page.req_slot[3].processed = RTIOREQ_STATE_PROCESSING; /* a dead engine's */
+	eng = rtioreq_engine_create(NULL);
+	assert_non_null(eng);
+	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
+					    .id = 1, .vcpu_num = 2, .page = &s.region->page,
+					    .chan = &s.region->chan, .takeover = true });
+	assert_non_null(vm);
+	assert_int_equal(s.region->page.req_slot[3].processed, RTIOREQ_STATE_COMPLETE);
+	assert_int_equal(s.region->page.req_slot[3].reqs.pio_request.value, 0xff);
+	rtioreq_engine_destroy(eng);
+	rtioreq_shm_close(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +624,8 @@ int main(void)
 		cmocka_unit_test(test_handler_moves_range_fallback),
 		cmocka_unit_test(test_qsbr_embedder_thread),
 		cmocka_unit_test(test_force_sleeps_for_transit),
+		cmocka_unit_test(test_refused_attach_touches_nothing),
+		cmocka_unit_test(test_takeover_sweeps_whole_channel),
 	};
 
 	if (getenv("RTIOREQ_TEST_FILTER")) /* one test at a time, e.g. for a sanitizer run */
