@@ -36,6 +36,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	memset(c, 0, sizeof(*c));
 	c->vm = vm;
 	atomic_init(&c->refs, 1); /* the owner's handle */
+	rtioreq__mutex_init_pi(&c->flock); /* late completers may be real-time threads */
 	c->handler = attr->handler;
 	c->priv = attr->priv;
 	c->is_default = attr->is_default;
@@ -59,6 +60,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	if (r) {
 		pthread_mutex_unlock(&vm->lock);
 		rtioreq__map_free(m);
+		pthread_mutex_destroy(&c->flock);
 		free(c);
 		errno = -r;
 		return NULL;

@@ -22,9 +22,12 @@
  *  F1  complete: CAS client.claim[v] tag -> 0, acq_rel (seq_cst)   <- W2
  *  F2  force:  exchange client.claim[v] -> 0, acq_rel (seq_cst), and pending
  *      &= ~bits (acq_rel, pairs with A1): exactly one of F1 / F2 wins a taken request
- *  FH  force: forced_held += 1 (seq_cst) BEFORE its F2 on a claim (-= 1 if nothing was
- *      there); complete: a failed F1 (seq_cst: it read that F2) then loads forced_held
- *      (seq_cst) and, if > 0, takes one and lets go of the forced request's reference
+ *  FH  force: under client.flock, F2 on a claim and, if it won a taken request, the
+ *      record (vCPU, tag) of that request in client.forced; complete: a failed F1
+ *      takes client.flock and removes its own (vCPU, tag) record if there is one,
+ *      letting go of the forced request's reference. The lock orders the record after
+ *      the F2 that a failed F1 read, so a late completer always finds it; a double
+ *      completion (or a forged tag) finds none and touches nothing
  *  TK  wait: taking += 1 before W1, -= 1 (release) after W2; force: after its F2 on
  *      pending, waits for taking == 0 (acquire) before its F2 on claims, so a request
  *      in transit from pending to claimed is never missed by a clear's force pass.
@@ -140,6 +143,12 @@ struct rtioreq__slot {
 	struct rtioreq__slot_stats st;
 } __attribute__((aligned(RTIOREQ__CACHELINE)));
 
+/* A request forced while its taker still holds it (FH): the taker's late completion. */
+struct rtioreq__forced {
+	uint64_t tag;
+	uint16_t vcpu;
+};
+
 struct rtioreq_client {
 	/* line 0: claim words, written by takers, waiters and completers */
 	_Atomic uint32_t pending;  /* vCPU bits assigned, not yet taken; DYING, DEAD */
@@ -147,7 +156,6 @@ struct rtioreq_client {
 	_Atomic uint32_t taking;   /* TK: waiters between W1 and W2; RTIOREQ__TK_SLEEPER */
 	_Atomic uint32_t completing; /* CP: completers between F1 and C2 */
 	_Atomic uint32_t refs;	     /* R1: see "Lifetimes" above */
-	_Atomic uint32_t forced_held; /* FH: requests forced while their taker still holds them */
 	/* W2/F1/F2: tag of vCPU v's request taken by a waiter and not yet completed; 0 */
 	_Atomic uint64_t claim[RTIOREQ_IO_REQUEST_MAX];
 	/* read-mostly */
@@ -155,6 +163,11 @@ struct rtioreq_client {
 	rtioreq_handler_fn handler;
 	void *priv;
 	bool is_default;
+	/* FH: requests forced while their taker still holds them, one record each (vCPU,
+	 * tag), under flock (a leaf: force and late completers only) */
+	pthread_mutex_t flock;
+	struct rtioreq__forced *forced;
+	uint32_t nforced, capforced;
 	/* control plane, under vm->lock */
 	bool shut;	 /* withdrawn from routing */
 	bool destroying; /* someone (owner or detach) is tearing it down */

@@ -21,6 +21,7 @@
 #include <urcu-qsbr.h>
 
 #include "harness.h"
+#include "core/engine_pvt.h"
 #include "sys/hook_pvt.h"
 
 #define PIO RTIOREQ_TYPE_PORTIO
@@ -613,6 +614,57 @@ static void test_takeover_sweeps_whole_channel(void **state)
 	rtioreq_shm_close(&s);
 }
 
+static void *wait_and_leave(void *arg)
+{
+	wait_once(arg);
+	return NULL; /* the thread's own reference goes at exit: only the request's stays */
+}
+
+/*
+ * F11: completing the same request twice returns -ENOENT and touches nothing; in
+ * particular it must not let go of the reference that a forced request's holder (on
+ * another vCPU) still owns. (Before: a failed claim consumed any forced request's
+ * count, so the client's references dropped by one; with the owner's handle gone the
+ * client was freed under the forced request's holder.)
+ */
+static void test_double_complete_touches_nothing(void **state)
+{
+	struct rtioreq_client *c;
+	struct rtioreq_req r0;
+	struct waiter w = { 0 };
+	struct h_vm h;
+	uint32_t refs;
+	uint64_t v;
+
+	h_vm_start(&h, 2);
+	c = mk_client(h.vm, "blk", NULL, 0, false);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x70, 0x7f), 0);
+	/* another thread takes vCPU 1's request and keeps it; a clear forces it */
+	h_submit(&h, 1, PIO, RD, 0x71, 1, 0, false);
+	w.c = c;
+	assert_int_equal(pthread_create(&w.t, NULL, wait_and_leave, &w), 0);
+	pthread_join(w.t, NULL);
+	assert_int_equal(w.rc, 0);
+	assert_int_equal(rtioreq_vm_clear(h.vm, 10), 1);
+	assert_true(h_wait(&h, 1, PIO, &v, 1000));
+	/* this thread completes vCPU 0's request, then completes it again */
+	h_submit(&h, 0, PIO, RD, 0x70, 1, 0, false);
+	assert_int_equal(rtioreq_client_wait(c, &r0), 0);
+	r0.value = 0x5;
+	assert_int_equal(rtioreq_client_complete(c, &r0, 0), 0);
+	assert_true(h_wait(&h, 0, PIO, &v, 1000));
+	assert_int_equal(v, 0x5);
+	refs = atomic_load(&c->refs);
+	assert_int_equal(rtioreq_client_complete(c, &r0, 0), -ENOENT);
+	assert_int_equal(atomic_load(&c->refs), refs); /* nothing let go */
+	/* the forced request's holder lets go of its own, once */
+	assert_int_equal(rtioreq_client_complete(c, &w.req, 0), -ENOENT);
+	assert_int_equal(atomic_load(&c->refs), refs - 1);
+	assert_int_equal(rtioreq_client_complete(c, &w.req, 0), -ENOENT);
+	assert_int_equal(atomic_load(&c->refs), refs - 1);
+	h_vm_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -626,6 +678,7 @@ int main(void)
 		cmocka_unit_test(test_force_sleeps_for_transit),
 		cmocka_unit_test(test_refused_attach_touches_nothing),
 		cmocka_unit_test(test_takeover_sweeps_whole_channel),
+		cmocka_unit_test(test_double_complete_touches_nothing),
 	};
 
 	if (getenv("RTIOREQ_TEST_FILTER")) /* one test at a time, e.g. for a sanitizer run */
