@@ -20,6 +20,7 @@
 #include "core/engine_pvt.h"
 #include "sys/clock_pvt.h"
 #include "sys/futex_pvt.h"
+#include "sys/hook_pvt.h"
 #include "sys/thread_pvt.h"
 
 /* ---------------------------------------------------------------------------------- */
@@ -550,12 +551,24 @@ int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms)
 
 	if (rtioreq__rcu_is_reader())
 		return -EDEADLK; /* it would wait for the poller's own request */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->detaching) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ENODEV;
+	}
+	/* DC: relaxed, under vm->lock: detach sets detaching under it, so it either sees
+	 * this clear counted or this clear saw detaching */
+	atomic_fetch_add_explicit(&vm->clears, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&vm->lock);
 
 	/* L1: requests taken after this see clearing and complete at once */
 	atomic_fetch_add_explicit(&vm->clearing, 1, memory_order_release);
+	RTIOREQ__HOOK("vm.clear.entered", vm);
 	rtioreq__kick(vm->eng);
 	forced = vm_drain(vm, timeout_ms);
 	atomic_fetch_sub_explicit(&vm->clearing, 1, memory_order_release); /* L1 */
+	/* DC: release, the clear's last use of the VM: a detach that sees 0 may free it */
+	atomic_fetch_sub_explicit(&vm->clears, 1, memory_order_release);
 	return forced;
 }
 
@@ -639,6 +652,12 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 			break;
 		rtioreq__sleep_ms(1);
 	}
+	/* clears that began before detaching was set: they may still force and complete
+	 * into the slots; no lock held while waiting (DC: acquire, pairs with their
+	 * release decrement) */
+	RTIOREQ__HOOK("vm.detach.wait_clears", vm);
+	while (atomic_load_explicit(&vm->clears, memory_order_acquire))
+		rtioreq__sleep_ms(1);
 	/* 4. last sweep: anything still PENDING is completed, nothing is left hanging */
 	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
 		struct rtioreq_io_request *wire = &vm->page->req_slot[v];

@@ -44,6 +44,10 @@
  *  V1  update: store eng.vmset, release / V2 dispatcher: load, acquire
  *  O1  update: store vm.fallback_mask, release / O2 dispatcher: load, acquire
  *  L1  clear:  store vm.clearing, release / L2 taker: load, acquire
+ *  DC  clear: clears += 1 under vm->lock unless detaching (relaxed: the lock orders it
+ *      against detach's store of detaching), -= 1 (release) after its last use of the
+ *      VM; detach, after setting detaching, loads it (acquire) until 0 before it lets
+ *      go of the slots, map and region
  *  NW  poller: need_wakeup |= bits (seq_cst), seq_cst fence, load processed; the
  *      hv: H1, seq_cst fence, load need_wakeup: a store-load (Dekker) pair, so either
  *      the poller sees PENDING and stays awake, or the hv sees the bit and rings U1
@@ -216,6 +220,7 @@ struct rtioreq_vm {
 	pthread_mutex_t place_lock;
 	pthread_mutex_t lock;
 	bool detaching; /* under both locks */
+	_Atomic uint32_t clears; /* DC: rtioreq_vm_clear() calls in progress */
 	bool paused; /* attached paused: poller_of[] is the plan, no taker yet */
 	struct rtioreq_client *clients;
 	struct rtioreq_poller *poller_of[RTIOREQ_IO_REQUEST_MAX];

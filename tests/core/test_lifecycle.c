@@ -665,6 +665,73 @@ static void test_double_complete_touches_nothing(void **state)
 	h_vm_stop(&h);
 }
 
+/*
+ * F2: rtioreq_vm_clear() and rtioreq_vm_detach() are serialised. A clear parked (by a
+ * hook) inside its window while the VM is detached: the detach waits for it before it
+ * lets go of the VM's slots and region, and a clear started once the detach began
+ * returns -ENODEV. (Before: the detach returned while the clear still ran on the VM,
+ * which it then freed: ASan heap-use-after-free in all_idle.)
+ */
+static _Atomic int clr_parked, clr_release, det_waits, det_done;
+static _Atomic int clr_inner_rc = 1;
+static struct rtioreq_vm *clr_vm;
+
+static void clear_detach_hook(const char *where, void *arg)
+{
+	if (!strcmp(where, "vm.clear.entered")) {
+		atomic_store(&clr_parked, 1);
+		while (!atomic_load(&clr_release))
+			h_sleep_ms(1);
+	} else if (!strcmp(where, "vm.detach.wait_clears")) {
+		/* the detach began: a new clear is refused */
+		atomic_store(&clr_inner_rc, rtioreq_vm_clear(clr_vm, 0));
+		atomic_store(&det_waits, 1);
+	}
+	(void)arg;
+}
+
+static void *clear_parked(void *arg)
+{
+	return (void *)(intptr_t)rtioreq_vm_clear(arg, 10);
+}
+
+static void *detach_flag(void *arg)
+{
+	assert_int_equal(rtioreq_vm_detach(arg), 0);
+	atomic_store(&det_done, 1);
+	return NULL;
+}
+
+static void test_clear_serialised_with_detach(void **state)
+{
+	pthread_t tc, td;
+	void *rc;
+	struct h_vm h;
+
+	h_vm_start(&h, 2);
+	clr_vm = h.vm;
+	atomic_store(&rtioreq__test_hook, clear_detach_hook);
+	assert_int_equal(pthread_create(&tc, NULL, clear_parked, h.vm), 0);
+	while (!atomic_load(&clr_parked))
+		h_sleep_ms(1);
+	assert_int_equal(pthread_create(&td, NULL, detach_flag, h.vm), 0);
+	/* either the detach reaches its wait for the clear, or (the defect) it returns */
+	for (int i = 0; i < 5000 && !atomic_load(&det_waits) && !atomic_load(&det_done); i++)
+		h_sleep_ms(1);
+	assert_false(atomic_load(&det_done)); /* it did not return under the clear */
+	assert_true(atomic_load(&det_waits));
+	assert_int_equal(atomic_load(&clr_inner_rc), -ENODEV);
+	h_sleep_ms(5);
+	assert_false(atomic_load(&det_done)); /* still waiting for the parked clear */
+	atomic_store(&clr_release, 1);
+	pthread_join(tc, &rc);
+	assert_int_equal((int)(intptr_t)rc, 0); /* nothing was taken */
+	pthread_join(td, NULL);
+	assert_true(atomic_load(&det_done));
+	atomic_store(&rtioreq__test_hook, NULL);
+	h_vm_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -679,6 +746,7 @@ int main(void)
 		cmocka_unit_test(test_refused_attach_touches_nothing),
 		cmocka_unit_test(test_takeover_sweeps_whole_channel),
 		cmocka_unit_test(test_double_complete_touches_nothing),
+		cmocka_unit_test(test_clear_serialised_with_detach),
 	};
 
 	if (getenv("RTIOREQ_TEST_FILTER")) /* one test at a time, e.g. for a sanitizer run */

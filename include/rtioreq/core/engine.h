@@ -220,7 +220,9 @@ int rtioreq_vm_start(struct rtioreq_vm *vm);
  * them with rtioreq_client_destroy(), or rtioreq_engine_destroy() does.
  * Context: not on a poller, not from a handler thread of this VM's clients. Other VMs'
  * control calls proceed meanwhile (no engine-wide lock is held while it waits).
- * Blocks: a grace period, client thread joins, the blocking clients' bound.
+ * Blocks: a grace period, client thread joins, the blocking clients' bound, and
+ * rtioreq_vm_clear() calls on this VM that began before it (it waits for them before
+ * it lets go of the slots; test_clear_serialised_with_detach).
  * Return: 0; -ENODEV (already detaching); -EDEADLK. The page and channel are no
  * longer touched when it returns 0; the VM handle is invalid.
  */
@@ -250,7 +252,10 @@ void rtioreq_vm_upcall(struct rtioreq_vm *vm);
  * polling path are non-blocking by contract). Other VMs are not affected.
  * Context: not on a poller. Blocks: up to \p timeout_ms, then briefly for a waiter that
  * is between taking a request and claiming it (it sleeps, it does not spin).
- * Return: number of requests force-completed (>= 0), or -EDEADLK.
+ * Concurrently with rtioreq_vm_detach() of the same VM: a clear that began first
+ * finishes before the detach lets go of the VM; one that begins after returns -ENODEV
+ * (no call may start once the detach returned: the handle is invalid).
+ * Return: number of requests force-completed (>= 0), -ENODEV (detaching), or -EDEADLK.
  */
 int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms);
 
