@@ -62,7 +62,7 @@ struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *a
 	pthread_mutex_init(&eng->zlock, NULL);
 	r = rtioreq__dispatch_start(eng);
 	if (r) {
-		rtioreq__rcu_worker_put(eng->attr.rcu.cpu);
+		rtioreq__rcu_worker_put();
 		pthread_mutex_destroy(&eng->zlock);
 		pthread_mutex_destroy(&eng->lock);
 		free(eng);
@@ -90,7 +90,7 @@ void rtioreq_engine_destroy(struct rtioreq_engine *eng)
 	}
 	rtioreq__dispatch_stop(eng);
 	rtioreq__rcu_barrier();
-	rtioreq__rcu_worker_put(eng->attr.rcu.cpu);
+	rtioreq__rcu_worker_put();
 	free(atomic_load_explicit(&eng->vmset, memory_order_relaxed)); /* no reader left */
 	pthread_mutex_destroy(&eng->zlock);
 	pthread_mutex_destroy(&eng->lock);

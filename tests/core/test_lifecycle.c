@@ -22,6 +22,7 @@
 
 #include "harness.h"
 #include "core/engine_pvt.h"
+#include "core/rcu_pvt.h"
 #include "sys/hook_pvt.h"
 
 #define PIO RTIOREQ_TYPE_PORTIO
@@ -732,6 +733,48 @@ static void test_clear_serialised_with_detach(void **state)
 	h_vm_stop(&h);
 }
 
+/*
+ * F6: the process's pinned call_rcu worker lives as long as any engine uses it, not
+ * only as long as the engines that asked for it (rcu.cpu >= 0): every engine's
+ * retirements go through it. Engine A pins it, engine B does not; after A is
+ * destroyed, B's retirements still run on the pinned worker. (Before: A's destroy
+ * freed the worker while B could be queueing on it; after that B's callbacks ran on
+ * liburcu's default worker.)
+ */
+static _Atomic int cb_seen;
+static char cb_thread[16];
+
+static void rcu_cb_hook(const char *where, void *arg)
+{
+	if (!strcmp(where, "rcu.callback") && !atomic_load(&cb_seen)) {
+		pthread_getname_np(pthread_self(), cb_thread, sizeof(cb_thread));
+		atomic_store(&cb_seen, 1);
+	}
+	(void)arg;
+}
+
+static void test_rcu_worker_outlives_pinning_engine(void **state)
+{
+	struct rtioreq_engine_attr pin = { .dispatcher.cpu = -1, .clients.cpu = -1,
+					   .rcu.cpu = 0 };
+	struct rtioreq_engine *a;
+	struct rtioreq_client *c;
+	struct h_vm h;
+
+	a = rtioreq_engine_create(&pin);
+	assert_non_null(a);
+	h_vm_start(&h, 1); /* engine B: rcu.cpu = -1 */
+	c = mk_client(h.vm, "blk", NULL, 0, false);
+	rtioreq_engine_destroy(a);
+	atomic_store(&rtioreq__test_hook, rcu_cb_hook);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x70, 0x7f), 0); /* retires a map */
+	rtioreq__rcu_barrier();
+	atomic_store(&rtioreq__test_hook, NULL);
+	assert_true(atomic_load(&cb_seen));
+	assert_string_equal(cb_thread, "rtioreq-rcu");
+	h_vm_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -747,6 +790,7 @@ int main(void)
 		cmocka_unit_test(test_takeover_sweeps_whole_channel),
 		cmocka_unit_test(test_double_complete_touches_nothing),
 		cmocka_unit_test(test_clear_serialised_with_detach),
+		cmocka_unit_test(test_rcu_worker_outlives_pinning_engine),
 	};
 
 	if (getenv("RTIOREQ_TEST_FILTER")) /* one test at a time, e.g. for a sanitizer run */

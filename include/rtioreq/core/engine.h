@@ -113,7 +113,9 @@ struct rtioreq_engine_attr {
 	 * liburcu's call_rcu worker, which frees replaced range tables and slot sets after
 	 * grace periods: only .cpu is used. Put it on a housekeeping CPU, never a poller's
 	 * (unpinned, it wakes on any CPU and preempts a SCHED_OTHER poller). One worker per
-	 * process: the first engine created with .cpu >= 0 places it, later ones share it.
+	 * process: the first engine created with .cpu >= 0 places it, and from then on
+	 * every engine of the process (whatever its .cpu) uses it; it stays until the last
+	 * engine is destroyed (test_rcu_worker_outlives_pinning_engine).
 	 */
 	struct rtioreq_thread_attr rcu;
 	uint64_t reserved[8]; /**< zero; new fields come from here (rtioreq/common.h) */
