@@ -26,6 +26,14 @@
 /* ---------------------------------------------------------------------------------- */
 /* Engine */
 
+uint64_t rtioreq__serial_next(void)
+{
+	static _Atomic uint64_t serial;
+
+	/* relaxed: only uniqueness matters; the object is published by its list's lock */
+	return atomic_fetch_add_explicit(&serial, 1, memory_order_relaxed) + 1;
+}
+
 struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *attr)
 {
 	struct rtioreq_engine *eng;
@@ -149,6 +157,7 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	vm->hv = attr->hv;
 	vm->id = attr->id;
 	vm->vcpu_num = attr->vcpu_num;
+	vm->serial = rtioreq__serial_next();
 	vm->chan = attr->chan;
 	if (!vm->chan) {
 		vm->chan = calloc(1, sizeof(*vm->chan));
@@ -414,6 +423,7 @@ struct rtioreq_poller *rtioreq_poller_create(struct rtioreq_engine *eng,
 		return NULL;
 	memset(p, 0, sizeof(*p));
 	p->eng = eng;
+	p->serial = rtioreq__serial_next();
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_lock(&eng->lock);
 	r = rtioreq__poller_start(p, attr);

@@ -209,6 +209,7 @@ struct rtioreq_vm {
 	void *hv;
 	uint16_t id, vcpu_num;
 	bool chan_private;
+	uint64_t serial; /* rtioreq__serial_next() at attach: identity for events.c */
 	/* control plane */
 	_Atomic uint32_t refs;	    /* R1: the engine's (attach to detach) + one per client */
 	/*
@@ -260,6 +261,7 @@ struct rtioreq_poller {
 	/* control plane */
 	struct rtioreq_engine *eng __attribute__((aligned(RTIOREQ__CACHELINE)));
 	_Atomic pid_t tid;
+	uint64_t serial; /* rtioreq__serial_next() at create: identity for events.c */
 	pthread_mutex_t lock; /* set updates (nests inside vm->lock) */
 	pthread_t thread;
 	struct rtioreq_poller *next; /* eng->pollers, under eng->lock */
@@ -372,6 +374,13 @@ static inline void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu)
 	/* N1: after C2; pairs with the hv's acquire load of done_seq */
 	rtioreq__chan_ring(rtioreq_wire_atomic(&vm->chan->done_seq[vcpu].word));
 }
+
+/*
+ * A process-wide serial for VMs and pollers: never reused, unlike an address (a VM
+ * detached and attached again may land where the old one was), so observers that
+ * remember objects between looks (events.c) key on it.
+ */
+uint64_t rtioreq__serial_next(void);
 
 /* takeover.c: complete what a dead engine left in slots 0..@n-1 of @vm's region (@n: the
  * channel's vcpu_num, which may exceed the VM's); before @vm is published. */
