@@ -468,6 +468,7 @@ void *rtioreq__client_main(void *arg)
  * -ESHUTDOWN instead of touching freed memory (torture: destroy-held,late).
  */
 static pthread_key_t waiter_key;
+static bool waiter_key_ok; /* written once under waiter_once, read after it */
 static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
 static __thread struct rtioreq_client *tls_waited;
 
@@ -477,10 +478,19 @@ static void waiter_ref_drop(void *c)
 	rtioreq__client_put(c);
 }
 
+/*
+ * Without a key (pthread_key_create failed: EAGAIN, the process's keys are all taken),
+ * waiter_key is not ours and must never be used: each thread's reference is then let
+ * go only when it waits on another client, not at thread exit. The degradation is a
+ * leak of at most one client (and its VM) per exited waiter thread, never a use of a
+ * freed client and never a write to another library's key.
+ */
 static void waiter_key_init(void)
 {
-	/* no failure path: without the key the reference is only never dropped */
-	(void)pthread_key_create(&waiter_key, waiter_ref_drop);
+	int fail = 0;
+
+	RTIOREQ__HOOK("waiter.key_create", &fail); /* tests: as if it failed (EAGAIN) */
+	waiter_key_ok = !fail && pthread_key_create(&waiter_key, waiter_ref_drop) == 0;
 }
 
 /* Called with a reference of the caller's own on @c. */
@@ -493,7 +503,8 @@ static void waiter_ref_hold(struct rtioreq_client *c)
 	rtioreq__client_get(c); /* the thread's, until it waits elsewhere or exits */
 	pthread_once(&waiter_once, waiter_key_init);
 	tls_waited = c;
-	pthread_setspecific(waiter_key, c);
+	if (waiter_key_ok) /* else kept until the thread waits elsewhere (see above) */
+		pthread_setspecific(waiter_key, c);
 	if (old)
 		rtioreq__client_put(old);
 }

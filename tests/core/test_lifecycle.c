@@ -18,6 +18,8 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <urcu-qsbr.h>
 
 #include "harness.h"
@@ -775,6 +777,65 @@ static void test_rcu_worker_outlives_pinning_engine(void **state)
 	h_vm_stop(&h);
 }
 
+/*
+ * F12: pthread_key_create() failing (a hook makes it fail) must not make the engine
+ * use key 0, which belongs to someone else: the value this process stored under key 0
+ * is unchanged after a wait, and the wait still works. Run in a fresh process (this
+ * binary re-executed): the key is created once per process. (Before: the result was
+ * ignored and the zero-initialised key 0 was written: the child exited with 5.)
+ */
+static void waiter_key_fail_hook(const char *where, void *arg)
+{
+	if (!strcmp(where, "waiter.key_create"))
+		*(int *)arg = EAGAIN;
+}
+
+static int waiter_key_fail_child(void)
+{
+	static int mine;
+	struct rtioreq_client *c;
+	struct rtioreq_req req;
+	pthread_key_t k;
+	struct h_vm h;
+	uint64_t v;
+
+	if (pthread_key_create(&k, NULL) || k != 0) /* key 0 is ours in a fresh process */
+		return 2;
+	pthread_setspecific(k, &mine);
+	atomic_store(&rtioreq__test_hook, waiter_key_fail_hook);
+	h_vm_start(&h, 1);
+	c = mk_client(h.vm, "blk", NULL, 0, false);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x70, 0x7f), 0);
+	h_submit(&h, 0, PIO, RD, 0x70, 1, 0, false);
+	if (rtioreq_client_wait(c, &req))
+		return 3;
+	req.value = 0x33;
+	if (rtioreq_client_complete(c, &req, 0) || !h_wait(&h, 0, PIO, &v, 1000) || v != 0x33)
+		return 4;
+	if (pthread_getspecific(k) != &mine)
+		return 5; /* the engine wrote someone else's key */
+	h_vm_stop(&h);
+	return 0;
+}
+
+static void test_waiter_key_failure_degrades(void **state)
+{
+	char *argv[] = { "test_lifecycle", NULL };
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		setenv("RTIOREQ_TEST_KEYFAIL_CHILD", "1", 1);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -791,8 +852,12 @@ int main(void)
 		cmocka_unit_test(test_double_complete_touches_nothing),
 		cmocka_unit_test(test_clear_serialised_with_detach),
 		cmocka_unit_test(test_rcu_worker_outlives_pinning_engine),
+		cmocka_unit_test(test_waiter_key_failure_degrades),
 	};
 
+	if (getenv("RTIOREQ_TEST_KEYFAIL_CHILD")) /* _exit: the documented degradation
+						     * keeps the thread's client reference */
+		_exit(waiter_key_fail_child());
 	if (getenv("RTIOREQ_TEST_FILTER")) /* one test at a time, e.g. for a sanitizer run */
 		cmocka_set_test_filter(getenv("RTIOREQ_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
