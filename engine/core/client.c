@@ -45,7 +45,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	pthread_mutex_lock(&vm->lock);
 	if (vm->detaching)
 		r = -ENODEV;
-	else if (c->is_default)
+	else if (c->is_default) /* relaxed: vm->map is written only under vm->lock (M1) */
 		r = rtioreq__map_set_default(atomic_load_explicit(&vm->map, memory_order_relaxed),
 					     c, &m);
 	if (!r && c->handler) {
@@ -80,7 +80,8 @@ static void client_withdraw_unlock(struct rtioreq_client *c)
 	struct rtioreq_vm *vm = c->vm;
 	struct rtioreq__map *m;
 
-	/* ENOMEM is retried: the client must leave the map */
+	/* ENOMEM is retried: the client must leave the map. relaxed: vm->map is written
+	 * only under vm->lock (held), by M1 */
 	RTIOREQ__RETRY_NOMEM(rtioreq__map_drop_client(
 		atomic_load_explicit(&vm->map, memory_order_relaxed), c, &m));
 	rtioreq__map_publish(&vm->map, m);
@@ -197,7 +198,7 @@ int rtioreq_range_add(struct rtioreq_client *c, uint32_t type, uint64_t start, u
 	pthread_mutex_lock(&vm->lock);
 	if (c->shut || vm->detaching)
 		r = -ENODEV;
-	else
+	else /* relaxed: vm->map is written only under vm->lock (held), by M1 */
 		r = rtioreq__map_add(atomic_load_explicit(&vm->map, memory_order_relaxed), type,
 				     start, end, c, &m, NULL);
 	if (!r)
@@ -215,7 +216,7 @@ int rtioreq_range_del(struct rtioreq_client *c, uint32_t type, uint64_t start, u
 	pthread_mutex_lock(&vm->lock);
 	if (vm->detaching)
 		r = -ENODEV;
-	else
+	else /* relaxed: vm->map is written only under vm->lock (held), by M1 */
 		r = rtioreq__map_del(atomic_load_explicit(&vm->map, memory_order_relaxed), type,
 				     start, end, c, &m);
 	if (!r)
@@ -231,6 +232,7 @@ int rtioreq_range_conflict(struct rtioreq_vm *vm, uint32_t type, uint64_t start,
 	int found;
 
 	pthread_mutex_lock(&vm->lock);
+	/* relaxed: vm->map is written only under vm->lock (held), by M1 */
 	found = vm->detaching ? 0
 			      : rtioreq__map_conflict(atomic_load_explicit(&vm->map,
 								   memory_order_relaxed),

@@ -418,7 +418,7 @@ static bool client_idle(struct rtioreq_client *c)
 	if (atomic_load_explicit(&c->pending, memory_order_acquire) & RTIOREQ__VCPU_MASK)
 		return false;
 	for (uint16_t v = 0; v < c->vm->vcpu_num; v++)
-		if (atomic_load_explicit(&c->claim[v], memory_order_acquire))
+		if (atomic_load_explicit(&c->claim[v], memory_order_acquire)) /* W2/F1 */
 			return false;
 	return true;
 }

@@ -75,7 +75,7 @@ int rtioreq__rcu_worker_get(int cpu)
 			pthread_setname_np(urcu_qsbr_get_call_rcu_thread(w), "rtioreq-rcu");
 			if (r)
 				urcu_qsbr_call_rcu_data_free(w);
-			else
+			else /* release: pairs with rtioreq__rcu_call()'s acquire */
 				atomic_store_explicit(&rcu_worker, w, memory_order_release);
 		}
 	}

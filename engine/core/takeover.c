@@ -28,7 +28,9 @@ void rtioreq__vm_takeover(struct rtioreq_vm *vm, uint32_t n)
 			rtioreq__complete_ones(vm, sl, &sl->st.abandoned, false);
 		} else if (state == RTIOREQ_STATE_COMPLETE) {
 			/* it may have died between C2 and N1: one more increment only makes a
-			 * waiter re-check (counters are compared for inequality only) */
+			 * waiter re-check (counters are compared for inequality only). N1
+			 * (release, in rtioreq__chan_ring): after the dead owner's C2, ordered
+			 * before us by OW; pairs with the hv's acquire load of done_seq */
 			rtioreq__chan_ring(rtioreq_wire_atomic(&vm->chan->done_seq[v].word));
 		}
 	}
