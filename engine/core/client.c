@@ -5,7 +5,7 @@
  * or without one (an embedder's threads take its requests with rtioreq_client_wait()).
  * Every routing change builds a new range table and publishes it (M1); takers see it on
  * their next request. Locks: vm->lock, never held across a grace period, a join or a
- * sleep, so handlers may update ranges (see engine.c for the order); eng->zlock nests
+ * timeout (only a 1 ms ENOMEM retry), so handlers may update ranges (see engine.c for the order); eng->zlock nests
  * inside it. Lifetimes (references, zombies): engine_pvt.h.
  */
 #include <errno.h>

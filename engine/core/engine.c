@@ -7,9 +7,11 @@
  * pairs (H1, T1, ...) are defined in engine_pvt.h.
  *
  * Locks (control plane only; no taker ever takes one, handlers may take vm->lock):
- * vm->place_lock, then vm->lock, then poller->lock (and eng->zlock inside vm->lock).
+ * vm->place_lock, then vm->lock, then poller->lock (and eng->zlock inside vm->lock;
+ * client->flock, FH, is a leaf).
  * eng->lock is a leaf held only to update the engine's lists: no grace period, join,
- * sleep or other VM's lock under it, so calls on different VMs never wait for each
+ * timeout or other VM's lock under it (the one sleep: a 1 ms retry while publishing
+ * the VM set fails with ENOMEM), so calls on different VMs never wait for each
  * other. Only vm->place_lock is held across a grace period (a slot move of that VM).
  */
 #include <errno.h>

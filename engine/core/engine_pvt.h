@@ -215,8 +215,8 @@ struct rtioreq_vm {
 	/*
 	 * place_lock: slot placement (poller_of[], paused); held across the grace period
 	 * of a slot move, so never taken on an RCU reader. lock: map updates, clients,
-	 * flags; never held across a grace period, a join or a sleep, so handlers may take
-	 * it (range updates). Order: place_lock, then lock, then poller->lock.
+	 * flags; never held across a grace period, a join or a timeout (only a 1 ms ENOMEM
+	 * retry, RTIOREQ__RETRY_NOMEM), so handlers may take it (range updates). Order: place_lock, then lock, then poller->lock.
 	 */
 	pthread_mutex_t place_lock;
 	pthread_mutex_t lock;
@@ -273,7 +273,8 @@ struct rtioreq_engine {
 	_Atomic(struct rtioreq__vmset *) vmset; /* V1/V2 */
 	struct rtioreq_engine_attr attr;
 	/* vms[], pollers: held only for list updates, never across a grace period, a
-	 * join or a sleep, so one VM's teardown never stalls another VM's control calls */
+	 * join or a timeout (only a 1 ms ENOMEM retry of the VM set's publication), so one
+	 * VM's teardown never stalls another VM's control calls */
 	pthread_mutex_t lock;
 	struct rtioreq_vm *vms[RTIOREQ_MAX_VMS];
 	uint32_t nvms;

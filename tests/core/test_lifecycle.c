@@ -836,6 +836,65 @@ static void test_waiter_key_failure_degrades(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/*
+ * "Handles": clients pinned by a waiter survive rtioreq_engine_destroy() until they
+ * let go. One thread holds a request of a blocking client, another is blocked in its
+ * wait, and the engine is destroyed: the blocked one returns -ESHUTDOWN, the holder's
+ * late completion -ENOENT and its next wait -ESHUTDOWN, on valid memory (ASan); the
+ * client and its VM are freed when both threads have exited (LeakSanitizer).
+ */
+struct holder {
+	struct rtioreq_client *c;
+	_Atomic int took, go;
+	int rc_wait, rc_complete, rc_again;
+};
+
+static void *hold_across_destroy(void *arg)
+{
+	struct holder *hd = arg;
+	struct rtioreq_req req;
+
+	hd->rc_wait = rtioreq_client_wait(hd->c, &req);
+	atomic_store(&hd->took, 1);
+	while (!atomic_load(&hd->go))
+		h_sleep_ms(1);
+	hd->rc_complete = rtioreq_client_complete(hd->c, &req, 0);
+	hd->rc_again = rtioreq_client_wait(hd->c, &req);
+	return NULL; /* the thread's reference goes at exit: the last one */
+}
+
+static void test_waiters_survive_engine_destroy(void **state)
+{
+	struct holder hd = { 0 };
+	struct waiter w = { 0 };
+	struct h_vm h;
+	pthread_t t;
+	uint64_t v;
+
+	h_vm_start(&h, 2);
+	hd.c = mk_client(h.vm, "blk", NULL, 0, false);
+	assert_int_equal(rtioreq_range_add(hd.c, PIO, 0x70, 0x7f), 0);
+	h_submit(&h, 0, PIO, RD, 0x70, 1, 0, false);
+	assert_int_equal(pthread_create(&t, NULL, hold_across_destroy, &hd), 0);
+	while (!atomic_load(&hd.took))
+		h_sleep_ms(1);
+	assert_int_equal(hd.rc_wait, 0);
+	w.c = hd.c;
+	assert_int_equal(pthread_create(&w.t, NULL, wait_and_leave, &w), 0);
+	while (!atomic_load(&w.in_wait))
+		h_sleep_ms(1);
+	rtioreq_engine_destroy(h.eng); /* the owner never destroyed the client */
+	pthread_join(w.t, NULL);
+	assert_int_equal(w.rc, -ESHUTDOWN);
+	assert_true(h_wait(&h, 0, PIO, &v, 10));
+	assert_int_equal(v, 0xff); /* forced by the destroy's detach */
+	atomic_store(&hd.go, 1);
+	pthread_join(t, NULL);
+	assert_int_equal(hd.rc_complete, -ENOENT);
+	assert_int_equal(hd.rc_again, -ESHUTDOWN);
+	rtioreq_shm_close(&h.shm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -853,6 +912,7 @@ int main(void)
 		cmocka_unit_test(test_clear_serialised_with_detach),
 		cmocka_unit_test(test_rcu_worker_outlives_pinning_engine),
 		cmocka_unit_test(test_waiter_key_failure_degrades),
+		cmocka_unit_test(test_waiters_survive_engine_destroy),
 	};
 
 	if (getenv("RTIOREQ_TEST_KEYFAIL_CHILD")) /* _exit: the documented degradation
