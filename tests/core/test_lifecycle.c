@@ -12,7 +12,10 @@
  *    cannot run there return -EDEADLK; an embedder thread registered with liburcu-qsbr
  *    (online and offline) can use every control function;
  *  - a clear that finds a waiter in transit between its pending and inflight sets
- *    sleeps instead of spinning (sched_yield) while it waits for it.
+ *    sleeps instead of spinning (sched_yield) while it waits for it;
+ *  - review of #14 (F2, F6, F7/F8, F11, F12): clear vs detach, the pinned RCU worker's
+ *    users, refused attach and the takeover's reach, double completion, a failed
+ *    pthread_key_create; and waiters outliving engine destroy ("Handles").
  */
 #include <pthread.h>
 #include <sched.h>
