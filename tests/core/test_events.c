@@ -210,6 +210,7 @@ static void test_cap(void **state)
  */
 static _Atomic int ev_hold, ev_parked;
 
+
 static void events_hook(const char *where, void *arg)
 {
 	if (strcmp(where, "events.scan"))
@@ -280,6 +281,15 @@ static void test_reattached_same_address_is_new(void **state)
 		atomic_store(&ev_hold, 0);
 		h_sleep_ms(20); /* the new VM's first scan: its baseline */
 	}
+#if defined(__SANITIZE_ADDRESS__)
+	if (same != 2) { /* ASan's allocator (quarantine, per-thread caches) did not hand
+			  * the old addresses out again: the case cannot arise here */
+		rtioreq_events_stop(ev);
+		atomic_store(&rtioreq__test_hook, NULL);
+		h_vm_stop(&h);
+		skip();
+	}
+#endif
 	assert_int_equal(same, 2);
 	rtioreq_events_stop(ev);
 	atomic_store(&rtioreq__test_hook, NULL);
