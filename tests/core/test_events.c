@@ -208,13 +208,14 @@ static void test_cap(void **state)
  * the pointer, so the new VM's count minus the old one's wrapped: an UNCLAIMED event
  * with a count near 2^64.)
  */
-static _Atomic int ev_hold, ev_parked;
+static _Atomic int ev_hold, ev_parked, ev_scans;
 
 
 static void events_hook(const char *where, void *arg)
 {
 	if (strcmp(where, "events.scan"))
 		return;
+	atomic_fetch_add(&ev_scans, 1);
 	while (atomic_load(&ev_hold)) {
 		atomic_store(&ev_parked, 1);
 		h_sleep_ms(1);
@@ -239,7 +240,7 @@ static void test_reattached_same_address_is_new(void **state)
 	struct rtioreq_vm *old;
 	struct h_vm h;
 	uint64_t expect = 0;
-	int same = 0;
+	int same = 0, n;
 
 	h_vm_start(&h, 1);
 	va.page = &h.shm.region->page;
@@ -278,8 +279,10 @@ static void test_reattached_same_address_is_new(void **state)
 		rtioreq_poller_set_idle(p, 1);
 		assert_int_equal(rtioreq_vm_set_poller(h.vm, 0, p), 0);
 		h_io(&h, 0, RTIOREQ_TYPE_PORTIO, RTIOREQ_DIR_READ, 0x99, 1, 0);
+		n = atomic_load(&ev_scans);
 		atomic_store(&ev_hold, 0);
-		h_sleep_ms(20); /* the new VM's first scan: its baseline */
+		while (atomic_load(&ev_scans) < n + 1) /* the held scan finished: the new */
+			h_sleep_ms(1);		       /* VM's baseline is taken */
 	}
 #if defined(__SANITIZE_ADDRESS__)
 	if (same != 2) { /* ASan's allocator (quarantine, per-thread caches) did not hand
