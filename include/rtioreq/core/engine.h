@@ -271,7 +271,8 @@ void rtioreq_vm_upcall(struct rtioreq_vm *vm);
  * is between taking a request and claiming it (it sleeps, it does not spin).
  * Concurrently with rtioreq_vm_detach() of the same VM: a clear that began first
  * finishes before the detach lets go of the VM; one that begins after returns -ENODEV
- * (no call may start once the detach returned: the handle is invalid).
+ * (no call may start once the detach returned: the handle is invalid;
+ * test_clear_serialised_with_detach).
  * Return: number of requests force-completed (>= 0), -ENODEV (detaching), or -EDEADLK.
  */
 int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms);
