@@ -5,9 +5,9 @@
  * on its own thread on the fallback path) or without one (an embedder's threads take
  * its requests with rtioreq_client_wait()). Every routing change builds a new range
  * table and publishes it (M1); takers see it on their next request. Locks: vm->lock,
- * never held across a grace period, a join or a sleep, so handlers may update ranges
- * (see engine.c for the order); eng->zlock nests inside it. Lifetimes (references,
- * zombies): engine_pvt.h.
+ * never held across a grace period, a join or a timeout (only a 1 ms ENOMEM retry), so
+ * handlers may update ranges (see engine.c for the order); eng->zlock nests inside it.
+ * Lifetimes (references, zombies): engine_pvt.h.
  */
 #include <errno.h>
 #include <limits.h>
@@ -38,6 +38,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	memset(c, 0, sizeof(*c));
 	c->vm = vm;
 	atomic_init(&c->refs, 1); /* the owner's handle */
+	rtioreq__mutex_init_pi(&c->flock); /* late completers may be real-time threads */
 	c->handler = attr->handler;
 	c->priv = attr->priv;
 	c->is_default = attr->is_default;
@@ -47,7 +48,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	pthread_mutex_lock(&vm->lock);
 	if (vm->detaching)
 		r = -ENODEV;
-	else if (c->is_default)
+	else if (c->is_default) /* relaxed: vm->map is written only under vm->lock (M1) */
 		r = rtioreq__map_set_default(atomic_load_explicit(&vm->map, memory_order_relaxed),
 					     c, &m);
 	/* only a handler_thread client is ever assigned a request for its handler: the
@@ -64,6 +65,7 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	if (r) {
 		pthread_mutex_unlock(&vm->lock);
 		rtioreq__map_free(m);
+		pthread_mutex_destroy(&c->flock);
 		free(c);
 		errno = -r;
 		return NULL;
@@ -83,7 +85,8 @@ static void client_withdraw_unlock(struct rtioreq_client *c)
 	struct rtioreq_vm *vm = c->vm;
 	struct rtioreq__map *m;
 
-	/* ENOMEM is retried: the client must leave the map */
+	/* ENOMEM is retried: the client must leave the map. relaxed: vm->map is written
+	 * only under vm->lock (held), by M1 */
 	RTIOREQ__RETRY_NOMEM(rtioreq__map_drop_client(
 		atomic_load_explicit(&vm->map, memory_order_relaxed), c, &m));
 	rtioreq__map_publish(&vm->map, m);
@@ -202,7 +205,7 @@ int rtioreq_range_add(struct rtioreq_client *c, uint32_t type, uint64_t start, u
 	pthread_mutex_lock(&vm->lock);
 	if (c->shut || vm->detaching)
 		r = -ENODEV;
-	else
+	else /* relaxed: vm->map is written only under vm->lock (held), by M1 */
 		r = rtioreq__map_add(atomic_load_explicit(&vm->map, memory_order_relaxed), type,
 				     start, end, c, &m, NULL);
 	if (!r)
@@ -220,7 +223,7 @@ int rtioreq_range_del(struct rtioreq_client *c, uint32_t type, uint64_t start, u
 	pthread_mutex_lock(&vm->lock);
 	if (vm->detaching)
 		r = -ENODEV;
-	else
+	else /* relaxed: vm->map is written only under vm->lock (held), by M1 */
 		r = rtioreq__map_del(atomic_load_explicit(&vm->map, memory_order_relaxed), type,
 				     start, end, c, &m);
 	if (!r)
@@ -236,6 +239,7 @@ int rtioreq_range_conflict(struct rtioreq_vm *vm, uint32_t type, uint64_t start,
 	int found;
 
 	pthread_mutex_lock(&vm->lock);
+	/* relaxed: vm->map is written only under vm->lock (held), by M1 */
 	found = vm->detaching ? 0
 			      : rtioreq__map_conflict(atomic_load_explicit(&vm->map,
 								   memory_order_relaxed),

@@ -203,6 +203,8 @@ void rtioreq__client_put(struct rtioreq_client *c)
 	 * would do, but ThreadSanitizer does not model fences) */
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	pthread_mutex_destroy(&c->flock);
+	free(c->forced); /* empty: every forced request's reference was let go */
 	free(c);
 	rtioreq__vm_put(vm);
 }
@@ -303,14 +305,18 @@ static int client_take(struct rtioreq_client *c, struct rtioreq_req *req)
 
 /*
  * Complete a request of @c taken by client_take(), claimed by its tag (F1). 0, or
- * -ENOENT: not outstanding (forced, already completed, or never taken); nothing is
- * written then. Either way the taken request's reference is let go (once).
+ * -ENOENT: not outstanding (forced, already completed, or never taken); nothing of
+ * the VM is written then. The taken request's reference is let go exactly once: by
+ * the winning completion, or by the first late completion of a forced request (its
+ * FH record); a second completion of the same request finds neither and touches
+ * nothing.
  */
 static int client_finish(struct rtioreq_client *c, const struct rtioreq_req *req, int status)
 {
 	struct rtioreq_vm *vm = c->vm;
 	struct rtioreq__slot *sl;
 	uint64_t tag = req->tag;
+	bool found = false;
 	uint32_t f;
 
 	if (req->vcpu >= vm->vcpu_num || !tag)
@@ -322,15 +328,18 @@ static int client_finish(struct rtioreq_client *c, const struct rtioreq_req *req
 						     memory_order_seq_cst, memory_order_seq_cst)) {
 		/* CP: release; we touched nothing of the VM */
 		atomic_fetch_sub_explicit(&c->completing, 1, memory_order_release);
-		/* FH: a request forced under its taker: let go of its reference. The failed
-		 * F1 above read the force's F2 exchange (seq_cst), which follows the force's
-		 * FH increment, so that increment is visible here (seq_cst). */
-		f = atomic_load_explicit(&c->forced_held, memory_order_seq_cst);
-		while (f && !atomic_compare_exchange_weak_explicit(&c->forced_held, &f, f - 1,
-								   memory_order_relaxed,
-								   memory_order_relaxed))
-			;
-		if (f)
+		/* FH: forced under its taker? Then its record is there (the force wrote it
+		 * under flock around the F2 our F1 read); let go of the request's reference.
+		 * No record: a double completion or a stale tag, nothing is touched. */
+		pthread_mutex_lock(&c->flock);
+		for (f = 0; f < c->nforced; f++)
+			if (c->forced[f].vcpu == req->vcpu && c->forced[f].tag == req->tag) {
+				c->forced[f] = c->forced[--c->nforced];
+				found = true;
+				break;
+			}
+		pthread_mutex_unlock(&c->flock);
+		if (found)
 			rtioreq__client_put(c); /* never the last: the caller holds one */
 		return -ENOENT;
 	}
@@ -349,6 +358,23 @@ static int client_finish(struct rtioreq_client *c, const struct rtioreq_req *req
 	return 0;
 }
 
+/* Room for @n more forced records in @c (under c->flock). 0 or -ENOMEM. */
+static int forced_reserve(struct rtioreq_client *c, uint32_t n)
+{
+	struct rtioreq__forced *f;
+	uint32_t cap;
+
+	if (c->capforced - c->nforced >= n)
+		return 0;
+	cap = c->nforced + n;
+	f = realloc(c->forced, cap * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	c->forced = f;
+	c->capforced = cap;
+	return 0;
+}
+
 /* Claim and complete (all ones) everything assigned to @c. Return how many. */
 unsigned int rtioreq__client_force(struct rtioreq_client *c)
 {
@@ -360,18 +386,24 @@ unsigned int rtioreq__client_force(struct rtioreq_client *c)
 	bits = atomic_fetch_and_explicit(&c->pending, ~RTIOREQ__VCPU_MASK, memory_order_acq_rel) &
 	       RTIOREQ__VCPU_MASK;
 	transit_wait(c); /* TK */
+	/*
+	 * FH: the claims go under flock, each won one recorded in the same critical
+	 * section, so a taker whose F1 fails on our exchange finds its record. Room for
+	 * every vCPU first: the records must not fail (ENOMEM is retried, 1 ms sleeps;
+	 * flock is taken only by forces and by late completers of forced requests).
+	 */
+	pthread_mutex_lock(&c->flock);
+	RTIOREQ__RETRY_NOMEM(forced_reserve(c, vm->vcpu_num));
 	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
-		/* FH: counted BEFORE the claim goes (seq_cst): a taker whose F1 fails on our
-		 * exchange must find the count, or its reference leaks (LSan, torture
-		 * -s hybrid,late: counted after the exchange, a taker could fail F1 in
-		 * between, see 0 and keep the client and its VM alive forever) */
-		atomic_fetch_add_explicit(&c->forced_held, 1, memory_order_seq_cst);
 		/* F2 on claims: seq_cst, pairs with W2 and F1 (CP) */
-		if (atomic_exchange_explicit(&c->claim[v], 0, memory_order_seq_cst))
-			bits |= 1u << v; /* its taker still holds it: its late complete lets go */
-		else /* FH: nothing taken on this vCPU: take the count back */
-			atomic_fetch_sub_explicit(&c->forced_held, 1, memory_order_seq_cst);
+		uint64_t tag = atomic_exchange_explicit(&c->claim[v], 0, memory_order_seq_cst);
+
+		if (tag) { /* its taker still holds it: its late complete lets go */
+			c->forced[c->nforced++] = (struct rtioreq__forced){ .tag = tag, .vcpu = v };
+			bits |= 1u << v;
+		}
 	}
+	pthread_mutex_unlock(&c->flock);
 	while (bits) {
 		struct rtioreq__slot *sl = &vm->slot[__builtin_ctz(bits)];
 
@@ -388,7 +420,7 @@ static bool client_idle(struct rtioreq_client *c)
 	if (atomic_load_explicit(&c->pending, memory_order_acquire) & RTIOREQ__VCPU_MASK)
 		return false;
 	for (uint16_t v = 0; v < c->vm->vcpu_num; v++)
-		if (atomic_load_explicit(&c->claim[v], memory_order_acquire))
+		if (atomic_load_explicit(&c->claim[v], memory_order_acquire)) /* W2/F1 */
 			return false;
 	return true;
 }
@@ -438,6 +470,7 @@ void *rtioreq__client_main(void *arg)
  * -ESHUTDOWN instead of touching freed memory (torture: destroy-held,late).
  */
 static pthread_key_t waiter_key;
+static bool waiter_key_ok; /* written once under waiter_once, read after it */
 static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
 static __thread struct rtioreq_client *tls_waited;
 
@@ -447,10 +480,19 @@ static void waiter_ref_drop(void *c)
 	rtioreq__client_put(c);
 }
 
+/*
+ * Without a key (pthread_key_create failed: EAGAIN, the process's keys are all taken),
+ * waiter_key is not ours and must never be used: each thread's reference is then let
+ * go only when it waits on another client, not at thread exit. The degradation is a
+ * leak of at most one client (and its VM) per exited waiter thread, never a use of a
+ * freed client and never a write to another library's key.
+ */
 static void waiter_key_init(void)
 {
-	/* no failure path: without the key the reference is only never dropped */
-	(void)pthread_key_create(&waiter_key, waiter_ref_drop);
+	int fail = 0;
+
+	RTIOREQ__HOOK("waiter.key_create", &fail); /* tests: as if it failed (EAGAIN) */
+	waiter_key_ok = !fail && pthread_key_create(&waiter_key, waiter_ref_drop) == 0;
 }
 
 /* Called with a reference of the caller's own on @c. */
@@ -463,7 +505,8 @@ static void waiter_ref_hold(struct rtioreq_client *c)
 	rtioreq__client_get(c); /* the thread's, until it waits elsewhere or exits */
 	pthread_once(&waiter_once, waiter_key_init);
 	tls_waited = c;
-	pthread_setspecific(waiter_key, c);
+	if (waiter_key_ok) /* else kept until the thread waits elsewhere (see above) */
+		pthread_setspecific(waiter_key, c);
 	if (old)
 		rtioreq__client_put(old);
 }

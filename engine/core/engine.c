@@ -7,9 +7,11 @@
  * pairs (H1, T1, ...) are defined in engine_pvt.h.
  *
  * Locks (control plane only; no taker ever takes one, handlers may take vm->lock):
- * vm->place_lock, then vm->lock, then poller->lock (and eng->zlock inside vm->lock).
+ * vm->place_lock, then vm->lock, then poller->lock (and eng->zlock inside vm->lock;
+ * client->flock, FH, is a leaf).
  * eng->lock is a leaf held only to update the engine's lists: no grace period, join,
- * sleep or other VM's lock under it, so calls on different VMs never wait for each
+ * timeout or other VM's lock under it (the one sleep: a 1 ms retry while publishing
+ * the VM set fails with ENOMEM), so calls on different VMs never wait for each
  * other. Only vm->place_lock is held across a grace period (a slot move of that VM).
  */
 #include <errno.h>
@@ -20,10 +22,19 @@
 #include "core/engine_pvt.h"
 #include "sys/clock_pvt.h"
 #include "sys/futex_pvt.h"
+#include "sys/hook_pvt.h"
 #include "sys/thread_pvt.h"
 
 /* ---------------------------------------------------------------------------------- */
 /* Engine */
+
+uint64_t rtioreq__serial_next(void)
+{
+	static _Atomic uint64_t serial;
+
+	/* relaxed: only uniqueness matters; the object is published by its list's lock */
+	return atomic_fetch_add_explicit(&serial, 1, memory_order_relaxed) + 1;
+}
 
 struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *attr)
 {
@@ -61,7 +72,7 @@ struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *a
 	pthread_mutex_init(&eng->zlock, NULL);
 	r = rtioreq__dispatch_start(eng);
 	if (r) {
-		rtioreq__rcu_worker_put(eng->attr.rcu.cpu);
+		rtioreq__rcu_worker_put();
 		pthread_mutex_destroy(&eng->zlock);
 		pthread_mutex_destroy(&eng->lock);
 		free(eng);
@@ -89,7 +100,7 @@ void rtioreq_engine_destroy(struct rtioreq_engine *eng)
 	}
 	rtioreq__dispatch_stop(eng);
 	rtioreq__rcu_barrier();
-	rtioreq__rcu_worker_put(eng->attr.rcu.cpu);
+	rtioreq__rcu_worker_put();
 	free(atomic_load_explicit(&eng->vmset, memory_order_relaxed)); /* no reader left */
 	pthread_mutex_destroy(&eng->zlock);
 	pthread_mutex_destroy(&eng->lock);
@@ -107,10 +118,10 @@ static bool chan_valid(const struct rtioreq_chan *c, uint16_t vcpu_num)
 	return magic == RTIOREQ_CHAN_MAGIC && version == RTIOREQ_CHAN_VERSION && n >= vcpu_num;
 }
 
-/* Clear the VM's polled_mask and need_wakeup bits: every slot needs the upcall. */
-static void vm_chan_unpoll(struct rtioreq_vm *vm)
+/* Clear the polled_mask and need_wakeup bits of slots 0..@n-1: they need the upcall. */
+static void vm_chan_unpoll(struct rtioreq_vm *vm, uint32_t n)
 {
-	uint32_t mine = (uint32_t)((1u << vm->vcpu_num) - 1);
+	uint32_t mine = (uint32_t)((1u << n) - 1);
 
 	/* seq_cst: the Dekker pair with the hv's fence, as in slot_give() */
 	atomic_fetch_and_explicit(rtioreq_wire_atomic(&vm->chan->polled_mask.word), ~mine,
@@ -173,6 +184,7 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	vm->hv = attr->hv;
 	vm->id = attr->id;
 	vm->vcpu_num = attr->vcpu_num;
+	vm->serial = rtioreq__serial_next();
 	vm->chan = attr->chan;
 	if (!vm->chan) {
 		vm->chan = calloc(1, sizeof(*vm->chan));
@@ -190,16 +202,6 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	}
 	for (uint16_t v = 0; v < RTIOREQ_IO_REQUEST_MAX; v++)
 		vm->slot[v].vcpu = v;
-	/* no poller owns a slot yet: a channel left over from an earlier engine must not
-	 * tell the hypervisor to skip the upcall */
-	vm_chan_unpoll(vm);
-	if (attr->takeover && !vm->chan_private)
-		rtioreq__vm_takeover(vm); /* no taker knows the VM yet */
-	/* after the takeover sweep: what a dead engine left was never seen PENDING here, so
-	 * it is not recorded (rtioreq_vm_hist()); before the VM is published (V1) */
-	vm->hist = hist;
-	for (uint16_t v = 0; hist && v < attr->vcpu_num; v++)
-		vm->slot[v].hist = &hist[v];
 	atomic_init(&vm->map, m);
 	/* all slots start on the fallback path (published to the dispatcher by V1), or on
 	 * none while paused */
@@ -211,26 +213,62 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 	/* handlers on real-time pollers take it (range updates): priority inheritance */
 	rtioreq__mutex_init_pi(&vm->lock);
 
+	/*
+	 * Validate first, then touch the region: a refused attach (EEXIST, ENOSPC) must
+	 * leave a live engine's channel and slots alone. The id is reserved (eng->adding)
+	 * while the region is swept outside eng->lock, so a concurrent attach of the same
+	 * id is refused too, and no VM set published meanwhile holds this VM.
+	 */
 	pthread_mutex_lock(&eng->lock);
 	for (uint32_t i = 0; i < eng->nvms; i++)
 		if (eng->vms[i]->id == attr->id)
 			err = EEXIST;
-	if (!err && eng->nvms == RTIOREQ_MAX_VMS)
+	for (uint32_t i = 0; i < eng->nadding; i++)
+		if (eng->adding[i] == attr->id)
+			err = EEXIST;
+	if (!err && eng->nvms + eng->nadding >= RTIOREQ_MAX_VMS)
 		err = ENOSPC;
+	if (!err)
+		eng->adding[eng->nadding++] = attr->id;
+	pthread_mutex_unlock(&eng->lock);
 	if (!err) {
+		/* read once (shared, untrusted): chan_valid() checked it against vcpu_num,
+		 * the bound keeps the sweep inside the page */
+		uint32_t n = vm->chan_private ? vm->vcpu_num
+					      : ((const volatile struct rtioreq_chan *)vm->chan)
+							->vcpu_num;
+
+		if (n > RTIOREQ_IO_REQUEST_MAX)
+			n = RTIOREQ_IO_REQUEST_MAX;
+		/* no poller owns a slot yet: a channel left over from an earlier engine must
+		 * not tell the hypervisor to skip the upcall, for any of its slots */
+		vm_chan_unpoll(vm, n);
+		if (attr->takeover && !vm->chan_private)
+			rtioreq__vm_takeover(vm, n); /* no taker knows the VM yet */
+		/* after the takeover sweep: what a dead engine left was never seen PENDING
+		 * here, so it is not recorded (rtioreq_vm_hist()); before V1 publishes it */
+		vm->hist = hist;
+		for (uint16_t v = 0; hist && v < attr->vcpu_num; v++)
+			vm->slot[v].hist = &hist[v];
+		pthread_mutex_lock(&eng->lock);
+		for (uint32_t i = 0; i < eng->nadding; i++)
+			if (eng->adding[i] == attr->id) {
+				eng->adding[i] = eng->adding[--eng->nadding];
+				break;
+			}
 		eng->vms[eng->nvms++] = vm;
 		if (rtioreq__dispatch_publish(eng)) {
 			eng->nvms--;
 			err = ENOMEM;
 		}
+		pthread_mutex_unlock(&eng->lock);
 	}
-	pthread_mutex_unlock(&eng->lock);
 	if (err) {
 		pthread_mutex_destroy(&vm->lock);
 		pthread_mutex_destroy(&vm->place_lock);
 		if (vm->chan_private)
 			free(vm->chan);
-		free(vm->hist);
+		free(hist);
 		free(vm);
 		free(m);
 		errno = err;
@@ -454,6 +492,7 @@ struct rtioreq_poller *rtioreq_poller_create(struct rtioreq_engine *eng,
 		return NULL;
 	memset(p, 0, sizeof(*p));
 	p->eng = eng;
+	p->serial = rtioreq__serial_next();
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_lock(&eng->lock);
 	r = rtioreq__poller_start(p, attr);
@@ -591,12 +630,24 @@ int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms)
 
 	if (rtioreq__rcu_is_reader())
 		return -EDEADLK; /* it would wait for the poller's own request */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->detaching) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ENODEV;
+	}
+	/* DC: relaxed, under vm->lock: detach sets detaching under it, so it either sees
+	 * this clear counted or this clear saw detaching */
+	atomic_fetch_add_explicit(&vm->clears, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&vm->lock);
 
 	/* L1: requests taken after this see clearing and complete at once */
 	atomic_fetch_add_explicit(&vm->clearing, 1, memory_order_release);
+	RTIOREQ__HOOK("vm.clear.entered", vm);
 	rtioreq__kick(vm->eng);
 	forced = vm_drain(vm, timeout_ms);
 	atomic_fetch_sub_explicit(&vm->clearing, 1, memory_order_release); /* L1 */
+	/* DC: release, the clear's last use of the VM: a detach that sees 0 may free it */
+	atomic_fetch_sub_explicit(&vm->clears, 1, memory_order_release);
 	return forced;
 }
 
@@ -639,7 +690,8 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 			slot_owner_set(vm, v, NULL);
 		}
 	atomic_store_explicit(&vm->fallback_mask, 0, memory_order_release); /* O1 */
-	vm_chan_unpoll(vm); /* nobody polls any more: the hypervisor rings for every slot */
+	/* nobody polls any more: the hypervisor rings for every slot */
+	vm_chan_unpoll(vm, vm->vcpu_num);
 	pthread_mutex_unlock(&vm->place_lock);
 
 	/* 2. the dispatcher's set: eng->lock only for the list update */
@@ -679,6 +731,12 @@ int rtioreq_vm_detach_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *fina
 			break;
 		rtioreq__sleep_ms(1);
 	}
+	/* clears that began before detaching was set: they may still force and complete
+	 * into the slots; no lock held while waiting (DC: acquire, pairs with their
+	 * release decrement) */
+	RTIOREQ__HOOK("vm.detach.wait_clears", vm);
+	while (atomic_load_explicit(&vm->clears, memory_order_acquire))
+		rtioreq__sleep_ms(1);
 	/* 4. last sweep: anything still PENDING is completed, nothing is left hanging */
 	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
 		struct rtioreq_io_request *wire = &vm->page->req_slot[v];

@@ -22,9 +22,12 @@
  *  F1  complete: CAS client.claim[v] tag -> 0, acq_rel (seq_cst)   <- W2
  *  F2  force:  exchange client.claim[v] -> 0, acq_rel (seq_cst), and pending
  *      &= ~bits (acq_rel, pairs with A1): exactly one of F1 / F2 wins a taken request
- *  FH  force: forced_held += 1 (seq_cst) BEFORE its F2 on a claim (-= 1 if nothing was
- *      there); complete: a failed F1 (seq_cst: it read that F2) then loads forced_held
- *      (seq_cst) and, if > 0, takes one and lets go of the forced request's reference
+ *  FH  force: under client.flock, F2 on a claim and, if it won a taken request, the
+ *      record (vCPU, tag) of that request in client.forced; complete: a failed F1
+ *      takes client.flock and removes its own (vCPU, tag) record if there is one,
+ *      letting go of the forced request's reference. The lock orders the record after
+ *      the F2 that a failed F1 read, so a late completer always finds it; a double
+ *      completion (or a forged tag) finds none and touches nothing
  *  TK  wait: taking += 1 before W1, -= 1 (release) after W2; force: after its F2 on
  *      pending, waits for taking == 0 (acquire) before its F2 on claims, so a request
  *      in transit from pending to claimed is never missed by a clear's force pass.
@@ -41,6 +44,10 @@
  *  V1  update: store eng.vmset, release / V2 dispatcher: load, acquire
  *  O1  update: store vm.fallback_mask, release / O2 dispatcher: load, acquire
  *  L1  clear:  store vm.clearing, release / L2 taker: load, acquire
+ *  DC  clear: clears += 1 under vm->lock unless detaching (relaxed: the lock orders it
+ *      against detach's store of detaching), -= 1 (release) after its last use of the
+ *      VM; detach, after setting detaching, loads it (acquire) until 0 before it lets
+ *      go of the slots, map and region
  *  NW  poller: need_wakeup |= bits (seq_cst), seq_cst fence, load processed; the
  *      hv: H1, seq_cst fence, load need_wakeup: a store-load (Dekker) pair, so either
  *      the poller sees PENDING and stays awake, or the hv sees the bit and rings U1
@@ -184,6 +191,12 @@ struct rtioreq__slot {
 	struct rtioreq__slot_stats st;
 } __attribute__((aligned(RTIOREQ__CACHELINE)));
 
+/* A request forced while its taker still holds it (FH): the taker's late completion. */
+struct rtioreq__forced {
+	uint64_t tag;
+	uint16_t vcpu;
+};
+
 struct rtioreq_client {
 	/* line 0: claim words, written by takers, waiters and completers */
 	_Atomic uint32_t pending;  /* vCPU bits assigned, not yet taken; DYING, DEAD */
@@ -191,7 +204,6 @@ struct rtioreq_client {
 	_Atomic uint32_t taking;   /* TK: waiters between W1 and W2; RTIOREQ__TK_SLEEPER */
 	_Atomic uint32_t completing; /* CP: completers between F1 and C2 */
 	_Atomic uint32_t refs;	     /* R1: see "Lifetimes" above */
-	_Atomic uint32_t forced_held; /* FH: requests forced while their taker still holds them */
 	/* W2/F1/F2: tag of vCPU v's request taken by a waiter and not yet completed; 0 */
 	_Atomic uint64_t claim[RTIOREQ_IO_REQUEST_MAX];
 	/* read-mostly */
@@ -200,6 +212,11 @@ struct rtioreq_client {
 	void *priv;
 	bool is_default;
 	bool handler_thread; /* rtioreq_client_attr.handler_thread: fallback on c->thread */
+	/* FH: requests forced while their taker still holds them, one record each (vCPU,
+	 * tag), under flock (a leaf: force and late completers only) */
+	pthread_mutex_t flock;
+	struct rtioreq__forced *forced;
+	uint32_t nforced, capforced;
 	/* control plane, under vm->lock */
 	bool shut;	 /* withdrawn from routing */
 	bool destroying; /* someone (owner or detach) is tearing it down */
@@ -238,17 +255,19 @@ struct rtioreq_vm {
 	uint16_t id, vcpu_num;
 	bool chan_private;
 	struct rtioreq__slot_hist *hist; /* RTIOREQ_VM_HIST: vcpu_num of them, or NULL */
+	uint64_t serial; /* rtioreq__serial_next() at attach: identity for events.c */
 	/* control plane */
 	_Atomic uint32_t refs;	    /* R1: the engine's (attach to detach) + one per client */
 	/*
 	 * place_lock: slot placement (poller_of[], paused); held across the grace period
 	 * of a slot move, so never taken on an RCU reader. lock: map updates, clients,
-	 * flags; never held across a grace period, a join or a sleep, so handlers may take
-	 * it (range updates). Order: place_lock, then lock, then poller->lock.
+	 * flags; never held across a grace period, a join or a timeout (only a 1 ms ENOMEM
+	 * retry, RTIOREQ__RETRY_NOMEM), so handlers may take it (range updates). Order: place_lock, then lock, then poller->lock.
 	 */
 	pthread_mutex_t place_lock;
 	pthread_mutex_t lock;
 	bool detaching; /* under both locks */
+	_Atomic uint32_t clears; /* DC: rtioreq_vm_clear() calls in progress */
 	bool paused; /* attached paused: poller_of[] is the plan, no taker yet */
 	struct rtioreq_client *clients;
 	struct rtioreq_poller *poller_of[RTIOREQ_IO_REQUEST_MAX];
@@ -288,6 +307,7 @@ struct rtioreq_poller {
 	/* control plane */
 	struct rtioreq_engine *eng __attribute__((aligned(RTIOREQ__CACHELINE)));
 	_Atomic pid_t tid;
+	uint64_t serial; /* rtioreq__serial_next() at create: identity for events.c */
 	pthread_mutex_t lock; /* set updates (nests inside vm->lock) */
 	pthread_t thread;
 	struct rtioreq_poller *next; /* eng->pollers, under eng->lock */
@@ -299,10 +319,14 @@ struct rtioreq_engine {
 	_Atomic(struct rtioreq__vmset *) vmset; /* V1/V2 */
 	struct rtioreq_engine_attr attr;
 	/* vms[], pollers: held only for list updates, never across a grace period, a
-	 * join or a sleep, so one VM's teardown never stalls another VM's control calls */
+	 * join or a timeout (only a 1 ms ENOMEM retry of the VM set's publication), so one
+	 * VM's teardown never stalls another VM's control calls */
 	pthread_mutex_t lock;
 	struct rtioreq_vm *vms[RTIOREQ_MAX_VMS];
 	uint32_t nvms;
+	/* ids of VMs being attached (validated, region being swept, not yet in vms[]) */
+	uint16_t adding[RTIOREQ_MAX_VMS];
+	uint32_t nadding;
 	struct rtioreq_poller *pollers;
 	pthread_t dispatcher;
 	pthread_mutex_t zlock;		/* zombies */
@@ -398,8 +422,16 @@ static inline void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu)
 	rtioreq__chan_ring(rtioreq_wire_atomic(&vm->chan->done_seq[vcpu].word));
 }
 
-/* takeover.c: complete what a dead engine left in @vm's slots; before @vm is published. */
-void rtioreq__vm_takeover(struct rtioreq_vm *vm);
+/*
+ * A process-wide serial for VMs and pollers: never reused, unlike an address (a VM
+ * detached and attached again may land where the old one was), so observers that
+ * remember objects between looks (events.c) key on it.
+ */
+uint64_t rtioreq__serial_next(void);
+
+/* takeover.c: complete what a dead engine left in slots 0..@n-1 of @vm's region (@n: the
+ * channel's vcpu_num, which may exceed the VM's); before @vm is published. */
+void rtioreq__vm_takeover(struct rtioreq_vm *vm, uint32_t n);
 
 /* dispatch.c: hand a taken request to client @c's pending set (A1), wake a waiter. */
 void rtioreq__assign(struct rtioreq_vm *vm, struct rtioreq__slot *sl, struct rtioreq_client *c);

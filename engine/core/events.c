@@ -7,8 +7,10 @@
  * period late, never twice: each source's last value is remembered). Slot placement is
  * read from vm->taker_tid[] (relaxed, no lock: never a poller pointer, which
  * rtioreq_poller_destroy() may free under us, nor a lock a slot move holds across a
- * grace period); eng->lock, a leaf, keeps vms[] and pollers while they are read. The
- * callback runs with no lock held.
+ * grace period); eng->lock, a leaf, keeps vms[] and pollers while they are read. What
+ * was seen is keyed on each object's serial (never reused), not its address, which a
+ * re-attached VM or re-created poller may share with its predecessor. The callback
+ * runs with no lock held.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -18,13 +20,14 @@
 
 #include "core/engine_pvt.h"
 #include "rtioreq/core/events.h"
+#include "sys/hook_pvt.h"
 #include "sys/thread_pvt.h"
 
 #define NKINDS 5 /* the counted kinds: INVALID .. CLEARED */
 #define MAX_POLLERS_SEEN 64
 
 struct vm_seen {
-	struct rtioreq_vm *vm; /* identity only; dereferenced under eng->lock */
+	uint64_t serial;	/* identity: an address may be reused by a later VM */
 	uint16_t id;
 	bool mark;
 	uint64_t c[RTIOREQ_IO_REQUEST_MAX][NKINDS];
@@ -32,7 +35,7 @@ struct vm_seen {
 };
 
 struct p_seen {
-	struct rtioreq_poller *p;
+	uint64_t serial; /* identity: an address may be reused by a later poller */
 	pid_t tid;
 	bool mark;
 	uint64_t sleeps;
@@ -84,9 +87,9 @@ static void slot_counts(const struct rtioreq__slot_stats *s, uint64_t c[NKINDS])
 }
 
 /* Compare one VM with what was seen; @fresh: just found, remember without reporting. */
-static void scan_vm(struct rtioreq_events *ev, struct vm_seen *s, bool fresh)
+static void scan_vm(struct rtioreq_events *ev, struct rtioreq_vm *vm, struct vm_seen *s,
+		    bool fresh)
 {
-	struct rtioreq_vm *vm = s->vm;
 	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
 		/* relaxed: a report; the tid of the slot's current (or planned) poller */
 		pid_t owner = atomic_load_explicit(&vm->taker_tid[v], memory_order_relaxed);
@@ -111,6 +114,7 @@ static void scan(struct rtioreq_events *ev)
 {
 	struct rtioreq_engine *eng = ev->eng;
 
+	RTIOREQ__HOOK("events.scan", ev);
 	ev->nq = 0;
 	ev->dropped = 0;
 	pthread_mutex_lock(&eng->lock); /* vms[] and pollers stay while we read them */
@@ -120,16 +124,16 @@ static void scan(struct rtioreq_events *ev)
 		struct rtioreq_vm *vm = eng->vms[i];
 		unsigned int k = 0;
 
-		while (k < ev->nvms && !(ev->vms[k].vm == vm && ev->vms[k].id == vm->id))
+		while (k < ev->nvms && ev->vms[k].serial != vm->serial)
 			k++;
 		if (k == ev->nvms) { /* new VM (RTIOREQ_MAX_VMS bounds both tables) */
 			memset(&ev->vms[k], 0, sizeof(ev->vms[k]));
-			ev->vms[k].vm = vm;
+			ev->vms[k].serial = vm->serial;
 			ev->vms[k].id = vm->id;
 			ev->nvms++;
-			scan_vm(ev, &ev->vms[k], true);
+			scan_vm(ev, vm, &ev->vms[k], true);
 		} else {
-			scan_vm(ev, &ev->vms[k], false);
+			scan_vm(ev, vm, &ev->vms[k], false);
 		}
 		ev->vms[k].mark = true;
 	}
@@ -140,12 +144,12 @@ static void scan(struct rtioreq_events *ev)
 		uint64_t n = atomic_load_explicit(&p->sleeps, memory_order_relaxed);
 		unsigned int k = 0;
 
-		while (k < ev->npl && ev->pl[k].p != p)
+		while (k < ev->npl && ev->pl[k].serial != p->serial)
 			k++;
 		if (k == ev->npl) {
 			if (k == MAX_POLLERS_SEEN)
 				continue;
-			ev->pl[k] = (struct p_seen){ .p = p, .tid = rtioreq_poller_tid(p),
+			ev->pl[k] = (struct p_seen){ .serial = p->serial, .tid = rtioreq_poller_tid(p),
 						     .sleeps = n };
 			ev->npl++;
 		} else if (n != ev->pl[k].sleeps) {

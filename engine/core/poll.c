@@ -105,7 +105,7 @@ static void *poller_main(void *arg)
 	rtioreq__rcu_register();
 	/* relaxed: a pure stop signal; pthread_join orders everything after it */
 	while (!atomic_load_explicit(&p->stop, memory_order_relaxed)) {
-		/* S2: pairs with S1 in set_publish(); entries stay valid until our next
+		/* S2: pairs with S1 in set_rebuild(); entries stay valid until our next
 		 * quiescent state */
 		struct rtioreq__pset *set = atomic_load_explicit(&p->set, memory_order_acquire);
 
@@ -159,11 +159,14 @@ void rtioreq__poller_stop(struct rtioreq_poller *p)
 	rtioreq__poller_wake(p);
 	pthread_join(p->thread, NULL);
 	rtioreq__rcu_barrier(); /* retired sets of this poller are freed */
+	/* relaxed: the poller (S2's reader) was joined and no control call adds to a
+	 * stopping poller (it left eng->pollers); the join orders the last S1 before us */
 	free(atomic_load_explicit(&p->set, memory_order_relaxed));
 }
 
 pid_t rtioreq_poller_tid(const struct rtioreq_poller *p)
 {
+	/* relaxed: a diagnostic; rtioreq_poller_create() returned only once it was set */
 	return atomic_load_explicit(&p->tid, memory_order_relaxed);
 }
 
@@ -197,6 +200,7 @@ static void pset_free_cb(struct rtioreq__rcu_head *h)
 static int set_rebuild(struct rtioreq_poller *p, struct rtioreq_vm *vm, uint16_t v,
 		       const struct rtioreq__pent *add)
 {
+	/* relaxed: S1's only writer is this function, under p->lock (held) */
 	struct rtioreq__pset *old = atomic_load_explicit(&p->set, memory_order_relaxed);
 	uint32_t n = old ? old->n : 0, k = 0;
 	struct rtioreq__pset *set;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/ranges_pvt.h"
+#include "sys/hook_pvt.h"
 
 #ifdef RTIOREQ__TSAN
 char rtioreq__rcu_tsan_token;
@@ -38,10 +39,12 @@ static enum rcu_state rcu_state(void)
 }
 
 /*
- * The pinned call_rcu worker (NULL: liburcu's default, unpinned). Set and cleared
- * under rcu_worker_lock while engines are created/destroyed; read by rtioreq__rcu_call
- * (acquire, pairs with the release store below) from control threads of live engines,
- * so never while it is freed (only when no engine is left).
+ * The pinned call_rcu worker (NULL: liburcu's default, unpinned). Created by the first
+ * engine that asks for one (rcu.cpu >= 0), then used by every engine of the process
+ * (rtioreq__rcu_call), so every engine holds a use: rcu_worker_users counts all live
+ * engines, and the worker is freed only when the last engine goes. Set and cleared
+ * under rcu_worker_lock; read by rtioreq__rcu_call (acquire, pairs with the release
+ * store below) from threads of live engines, so never while it is freed.
  */
 static _Atomic(struct call_rcu_data *) rcu_worker;
 static pthread_mutex_t rcu_worker_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -51,10 +54,9 @@ int rtioreq__rcu_worker_get(int cpu)
 {
 	int r = 0;
 
-	if (cpu < 0)
-		return 0;
 	pthread_mutex_lock(&rcu_worker_lock);
-	if (!rcu_worker_users) {
+	/* relaxed: under the lock, the only writer */
+	if (cpu >= 0 && !atomic_load_explicit(&rcu_worker, memory_order_relaxed)) {
 		struct call_rcu_data *w = urcu_qsbr_create_call_rcu_data(0, cpu);
 
 		if (!w) {
@@ -73,7 +75,7 @@ int rtioreq__rcu_worker_get(int cpu)
 			pthread_setname_np(urcu_qsbr_get_call_rcu_thread(w), "rtioreq-rcu");
 			if (r)
 				urcu_qsbr_call_rcu_data_free(w);
-			else
+			else /* release: pairs with rtioreq__rcu_call()'s acquire */
 				atomic_store_explicit(&rcu_worker, w, memory_order_release);
 		}
 	}
@@ -83,24 +85,24 @@ int rtioreq__rcu_worker_get(int cpu)
 	return r;
 }
 
-void rtioreq__rcu_worker_put(int cpu)
+void rtioreq__rcu_worker_put(void)
 {
-	if (cpu < 0)
-		return;
 	pthread_mutex_lock(&rcu_worker_lock);
 	if (!--rcu_worker_users) {
 		struct call_rcu_data *w =
 			atomic_load_explicit(&rcu_worker, memory_order_relaxed); /* under lock */
-
 		bool online = rcu_state() == RCU_ONLINE; /* an embedder's qsbr thread */
 
-		atomic_store_explicit(&rcu_worker, NULL, memory_order_relaxed); /* under lock */
-		rtioreq__rcu_barrier(); /* its queue is empty: nothing moves to the default */
-		if (online) /* freeing joins the worker, which may wait for a grace period */
-			urcu_qsbr_thread_offline();
-		urcu_qsbr_call_rcu_data_free(w);
-		if (online)
-			urcu_qsbr_thread_online();
+		if (w) {
+			/* relaxed: under the lock; no engine is left to read it */
+			atomic_store_explicit(&rcu_worker, NULL, memory_order_relaxed);
+			rtioreq__rcu_barrier(); /* its queue is empty: nothing moves */
+			if (online) /* freeing joins the worker, which may wait for a GP */
+				urcu_qsbr_thread_offline();
+			urcu_qsbr_call_rcu_data_free(w);
+			if (online)
+				urcu_qsbr_thread_online();
+		}
 	}
 	pthread_mutex_unlock(&rcu_worker_lock);
 }
@@ -110,6 +112,7 @@ static void rcu_trampoline(struct rcu_head *head)
 	struct rtioreq__rcu_head *h = caa_container_of(head, struct rtioreq__rcu_head, head);
 
 	RTIOREQ__GP_ACQUIRE();
+	RTIOREQ__HOOK("rcu.callback", h);
 	h->fn(h);
 }
 

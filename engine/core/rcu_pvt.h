@@ -110,11 +110,14 @@ struct rtioreq__rcu_head {
 void rtioreq__rcu_call(struct rtioreq__rcu_head *h, void (*fn)(struct rtioreq__rcu_head *h));
 
 /*
- * The process's pinned call_rcu worker: get (engine create; @cpu < 0: none, liburcu's
- * default worker) / put (engine destroy, after a barrier). Return 0 or -errno.
+ * The process's pinned call_rcu worker. Every engine takes a use at create and lets go
+ * at destroy (after a barrier), whatever its rcu.cpu: the worker serves every engine of
+ * the process. get: @cpu >= 0 creates the worker on that CPU if there is none yet (a
+ * later engine's different CPU is not applied; @cpu < 0: liburcu's default worker
+ * until one asks). It is freed when the last engine goes. Return 0 or -errno.
  */
 int rtioreq__rcu_worker_get(int cpu);
-void rtioreq__rcu_worker_put(int cpu);
+void rtioreq__rcu_worker_put(void);
 
 /* Wait until every callback queued by rtioreq__rcu_call() so far has run. */
 void rtioreq__rcu_barrier(void);

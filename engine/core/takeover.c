@@ -8,9 +8,9 @@
  */
 #include "core/engine_pvt.h"
 
-void rtioreq__vm_takeover(struct rtioreq_vm *vm)
+void rtioreq__vm_takeover(struct rtioreq_vm *vm, uint32_t n)
 {
-	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
+	for (uint16_t v = 0; v < n; v++) {
 		struct rtioreq_io_request *wire = &vm->page->req_slot[v];
 		struct rtioreq__slot *sl = &vm->slot[v];
 		/* acquire; the dead owner's stores are ordered before ours by OW */
@@ -28,7 +28,9 @@ void rtioreq__vm_takeover(struct rtioreq_vm *vm)
 			rtioreq__complete_ones(vm, sl, &sl->st.abandoned, false);
 		} else if (state == RTIOREQ_STATE_COMPLETE) {
 			/* it may have died between C2 and N1: one more increment only makes a
-			 * waiter re-check (counters are compared for inequality only) */
+			 * waiter re-check (counters are compared for inequality only). N1
+			 * (release, in rtioreq__chan_ring): after the dead owner's C2, ordered
+			 * before us by OW; pairs with the hv's acquire load of done_seq */
 			rtioreq__chan_ring(rtioreq_wire_atomic(&vm->chan->done_seq[v].word));
 		}
 	}

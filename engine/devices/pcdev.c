@@ -347,6 +347,8 @@ static void *tx_main(void *arg)
 		if (atomic_load_explicit(&t->head, memory_order_relaxed) == h &&
 		    !atomic_load_explicit(&t->stop, memory_order_relaxed))
 			rtioreq__futex_wait(&t->sleeping, 1, NULL, false);
+		/* relaxed: only this thread sets it to 1 (TXW); a producer that still sees
+		 * 1 makes one extra wake, and the next TXW store is seq_cst again */
 		atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
 	}
 	return NULL;
@@ -1140,6 +1142,7 @@ struct rtioreq_pcdev *rtioreq_pcdev_attach(struct rtioreq_vm *vm,
 	d->rtc.ram[RTC_REG_A] = RTC_A_INIT;
 	d->rtc.ram[RTC_REG_B] = RTC_B_24H;
 	d->rtc.ram[RTC_REG_D] = RTC_D_VRT;
+	/* before any client exists: no other thread sees the device yet */
 	atomic_init(&d->pci_addr, 0);
 	atomic_init(&d->pci_rst_cnt, 0);
 

@@ -821,6 +821,7 @@ struct rtioreq_kvm *rtioreq_kvm_create(const struct rtioreq_kvm_attr *attr, char
 		set_why(why, why_len, "sigaction: %s", strerror(errno));
 		goto fail;
 	}
+	/* before any vCPU thread exists: published by their creation */
 	atomic_init(&k->exit_reason, RTIOREQ_KVM_RUNNING);
 	return k;
 fail:
@@ -1160,10 +1161,11 @@ enum rtioreq_kvm_exit rtioreq_kvm_run(struct rtioreq_kvm *k, uint64_t timeout_ns
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned int started = 0;
 
-	if (k->ran)
+	if (k->ran) /* relaxed: the first run joined every thread that could write it */
 		return (enum rtioreq_kvm_exit)atomic_load_explicit(&k->exit_reason,
 								   memory_order_relaxed);
 	k->ran = true;
+	/* relaxed: written before the vCPU threads start (pthread_create publishes it) */
 	atomic_store_explicit(&k->t0, rtioreq__now_ns(), memory_order_relaxed);
 	for (unsigned int i = 0; i < k->nvcpu; i++) {
 		struct vcpu *v = &k->vcpu[i];
@@ -1209,6 +1211,7 @@ enum rtioreq_kvm_exit rtioreq_kvm_run(struct rtioreq_kvm *k, uint64_t timeout_ns
 		atomic_store_explicit(&k->vcpu[i].started, false, memory_order_relaxed);
 		pthread_join(k->vcpu[i].thread, NULL);
 	}
+	/* acquire: with the joins above, the detail stored with the reason is visible */
 	return (enum rtioreq_kvm_exit)atomic_load_explicit(&k->exit_reason, memory_order_acquire);
 }
 
@@ -1239,9 +1242,11 @@ void rtioreq_kvm_stats(const struct rtioreq_kvm *k, struct rtioreq_kvm_stats *ou
 		rtioreq_hist_merge(&out->rtt, &s->rtt);
 		rtioreq_hist_merge(&out->exit, &s->exit);
 	}
+	/* relaxed: a statistic (relaxed adds by the vCPU threads) */
 	out->irq_raises = atomic_load_explicit(&((struct rtioreq_kvm *)k)->irq_raises,
 					       memory_order_relaxed);
 	out->run_ns = k->run_ns;
+	/* acquire: as in rtioreq_kvm_run(), the detail below was written before it */
 	out->exit_reason = (enum rtioreq_kvm_exit)atomic_load_explicit(
 		&((struct rtioreq_kvm *)k)->exit_reason, memory_order_acquire);
 	/* the detail was written before `stop` was released */

@@ -13,6 +13,7 @@ static inline void rtioreq__cpu_relax(void)
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
 #else
+	/* a compiler barrier only (no pairing): the spin loop re-reads its word */
 	atomic_signal_fence(memory_order_seq_cst);
 #endif
 }

@@ -14,15 +14,22 @@
  *    calls that cannot run there return -EDEADLK; an embedder thread registered with
  *    liburcu-qsbr (online and offline) can use every control function;
  *  - a clear that finds a waiter in transit between its pending and inflight sets
- *    sleeps instead of spinning (sched_yield) while it waits for it.
+ *    sleeps instead of spinning (sched_yield) while it waits for it;
+ *  - review of #14 (F2, F6, F7/F8, F11, F12): clear vs detach, the pinned RCU worker's
+ *    users, refused attach and the takeover's reach, double completion, a failed
+ *    pthread_key_create; and waiters outliving engine destroy ("Handles").
  */
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <urcu-qsbr.h>
 
 #include "harness.h"
+#include "core/engine_pvt.h"
+#include "core/rcu_pvt.h"
 #include "sys/hook_pvt.h"
 
 #define PIO RTIOREQ_TYPE_PORTIO
@@ -631,6 +638,354 @@ static void test_destroy_during_inline_fallback(void **state)
 	h_vm_stop(&h);
 }
 
+/*
+ * F7: an attach that is refused (EEXIST here) must not have touched the region: a
+ * live engine's polled_mask stays and its request held by a waiter stays PROCESSING.
+ * (Before: the unpoll and the takeover sweep ran before the checks, so the refused
+ * attach completed the live engine's request as abandoned and cleared its bits.)
+ */
+static void test_refused_attach_touches_nothing(void **state)
+{
+	struct rtioreq_vm_attr va = { .id = 1, .vcpu_num = 2, .takeover = true };
+	struct rtioreq_poller *p;
+	struct rtioreq_client *c;
+	struct rtioreq_req req;
+	struct h_vm h;
+	uint32_t polled;
+	uint64_t v;
+
+	h_vm_start(&h, 2);
+	p = rtioreq_poller_create(h.eng, NULL);
+	assert_non_null(p);
+	assert_int_equal(rtioreq_vm_set_poller(h.vm, 1, p), 0);
+	c = mk_client(h.vm, "blk", NULL, 0, false);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x70, 0x7f), 0);
+	h_submit(&h, 0, PIO, RD, 0x70, 1, 0, false);
+	assert_int_equal(rtioreq_client_wait(c, &req), 0);
+	polled = atomic_load(rtioreq_wire_atomic(&h.shm.region->chan.polled_mask.word));
+	assert_int_equal(polled & 2u, 2u);
+	va.page = &h.shm.region->page;
+	va.chan = &h.shm.region->chan;
+	assert_null(rtioreq_vm_attach(h.eng, &va));
+	assert_int_equal(errno, EEXIST);
+	assert_int_equal(h_state(&h, 0), RTIOREQ_STATE_PROCESSING);
+	assert_int_equal(atomic_load(rtioreq_wire_atomic(&h.shm.region->chan.polled_mask.word)),
+			 polled);
+	req.value = 0x42;
+	assert_int_equal(rtioreq_client_complete(c, &req, 0), 0); /* still its request */
+	assert_true(h_wait(&h, 0, PIO, &v, 1000));
+	assert_int_equal(v, 0x42);
+	h_vm_stop(&h);
+}
+
+/*
+ * F8: the takeover sweep covers every vCPU of the channel, not only the attach's
+ * vcpu_num: a slot beyond it left PROCESSING by a dead engine is completed too.
+ */
+static void test_takeover_sweeps_whole_channel(void **state)
+{
+	struct rtioreq_engine *eng;
+	struct rtioreq_shm s;
+	struct rtioreq_vm *vm;
+	struct rtioreq_hv_req rd = { .type = PIO, .dir = RD, .addr = 0x70, .size = 1 };
+
+	assert_int_equal(rtioreq_shm_create(&s, NULL, 4), 0);
+	assert_true(rtioreq_hv_submit(s.region, 3, &rd, true, false) >= 0);
+	s.region->page.req_slot[3].processed = RTIOREQ_STATE_PROCESSING; /* a dead engine's */
+	eng = rtioreq_engine_create(NULL);
+	assert_non_null(eng);
+	vm = rtioreq_vm_attach(eng, &(struct rtioreq_vm_attr){
+					    .id = 1, .vcpu_num = 2, .page = &s.region->page,
+					    .chan = &s.region->chan, .takeover = true });
+	assert_non_null(vm);
+	assert_int_equal(s.region->page.req_slot[3].processed, RTIOREQ_STATE_COMPLETE);
+	assert_int_equal(s.region->page.req_slot[3].reqs.pio_request.value, 0xff);
+	rtioreq_engine_destroy(eng);
+	rtioreq_shm_close(&s);
+}
+
+static void *wait_and_leave(void *arg)
+{
+	wait_once(arg);
+	return NULL; /* the thread's own reference goes at exit: only the request's stays */
+}
+
+/*
+ * F11: completing the same request twice returns -ENOENT and touches nothing; in
+ * particular it must not let go of the reference that a forced request's holder (on
+ * another vCPU) still owns. (Before: a failed claim consumed any forced request's
+ * count, so the client's references dropped by one; with the owner's handle gone the
+ * client was freed under the forced request's holder.)
+ */
+static void test_double_complete_touches_nothing(void **state)
+{
+	struct rtioreq_client *c;
+	struct rtioreq_req r0;
+	struct waiter w = { 0 };
+	struct h_vm h;
+	uint32_t refs;
+	uint64_t v;
+
+	h_vm_start(&h, 2);
+	c = mk_client(h.vm, "blk", NULL, 0, false);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x70, 0x7f), 0);
+	/* another thread takes vCPU 1's request and keeps it; a clear forces it */
+	h_submit(&h, 1, PIO, RD, 0x71, 1, 0, false);
+	w.c = c;
+	assert_int_equal(pthread_create(&w.t, NULL, wait_and_leave, &w), 0);
+	pthread_join(w.t, NULL);
+	assert_int_equal(w.rc, 0);
+	assert_int_equal(rtioreq_vm_clear(h.vm, 10), 1);
+	assert_true(h_wait(&h, 1, PIO, &v, 1000));
+	/* this thread completes vCPU 0's request, then completes it again */
+	h_submit(&h, 0, PIO, RD, 0x70, 1, 0, false);
+	assert_int_equal(rtioreq_client_wait(c, &r0), 0);
+	r0.value = 0x5;
+	assert_int_equal(rtioreq_client_complete(c, &r0, 0), 0);
+	assert_true(h_wait(&h, 0, PIO, &v, 1000));
+	assert_int_equal(v, 0x5);
+	refs = atomic_load(&c->refs);
+	assert_int_equal(rtioreq_client_complete(c, &r0, 0), -ENOENT);
+	assert_int_equal(atomic_load(&c->refs), refs); /* nothing let go */
+	/* the forced request's holder lets go of its own, once */
+	assert_int_equal(rtioreq_client_complete(c, &w.req, 0), -ENOENT);
+	assert_int_equal(atomic_load(&c->refs), refs - 1);
+	assert_int_equal(rtioreq_client_complete(c, &w.req, 0), -ENOENT);
+	assert_int_equal(atomic_load(&c->refs), refs - 1);
+	h_vm_stop(&h);
+}
+
+/*
+ * F2: rtioreq_vm_clear() and rtioreq_vm_detach() are serialised. A clear parked (by a
+ * hook) inside its window while the VM is detached: the detach waits for it before it
+ * lets go of the VM's slots and region, and a clear started once the detach began
+ * returns -ENODEV. (Before: the detach returned while the clear still ran on the VM,
+ * which it then freed: ASan heap-use-after-free in all_idle.)
+ */
+static _Atomic int clr_parked, clr_release, det_waits, det_done;
+static _Atomic int clr_inner_rc = 1;
+static struct rtioreq_vm *clr_vm;
+
+static void clear_detach_hook(const char *where, void *arg)
+{
+	if (!strcmp(where, "vm.clear.entered")) {
+		atomic_store(&clr_parked, 1);
+		while (!atomic_load(&clr_release))
+			h_sleep_ms(1);
+	} else if (!strcmp(where, "vm.detach.wait_clears")) {
+		/* the detach began: a new clear is refused */
+		atomic_store(&clr_inner_rc, rtioreq_vm_clear(clr_vm, 0));
+		atomic_store(&det_waits, 1);
+	}
+	(void)arg;
+}
+
+static void *clear_parked(void *arg)
+{
+	return (void *)(intptr_t)rtioreq_vm_clear(arg, 10);
+}
+
+static void *detach_flag(void *arg)
+{
+	assert_int_equal(rtioreq_vm_detach(arg), 0);
+	atomic_store(&det_done, 1);
+	return NULL;
+}
+
+static void test_clear_serialised_with_detach(void **state)
+{
+	pthread_t tc, td;
+	void *rc;
+	struct h_vm h;
+
+	h_vm_start(&h, 2);
+	clr_vm = h.vm;
+	atomic_store(&rtioreq__test_hook, clear_detach_hook);
+	assert_int_equal(pthread_create(&tc, NULL, clear_parked, h.vm), 0);
+	while (!atomic_load(&clr_parked))
+		h_sleep_ms(1);
+	assert_int_equal(pthread_create(&td, NULL, detach_flag, h.vm), 0);
+	/* either the detach reaches its wait for the clear, or (the defect) it returns */
+	for (int i = 0; i < 5000 && !atomic_load(&det_waits) && !atomic_load(&det_done); i++)
+		h_sleep_ms(1);
+	assert_false(atomic_load(&det_done)); /* it did not return under the clear */
+	assert_true(atomic_load(&det_waits));
+	assert_int_equal(atomic_load(&clr_inner_rc), -ENODEV);
+	h_sleep_ms(5);
+	assert_false(atomic_load(&det_done)); /* still waiting for the parked clear */
+	atomic_store(&clr_release, 1);
+	pthread_join(tc, &rc);
+	assert_int_equal((int)(intptr_t)rc, 0); /* nothing was taken */
+	pthread_join(td, NULL);
+	assert_true(atomic_load(&det_done));
+	atomic_store(&rtioreq__test_hook, NULL);
+	h_vm_stop(&h);
+}
+
+/*
+ * F6: the process's pinned call_rcu worker lives as long as any engine uses it, not
+ * only as long as the engines that asked for it (rcu.cpu >= 0): every engine's
+ * retirements go through it. Engine A pins it, engine B does not; after A is
+ * destroyed, B's retirements still run on the pinned worker. (Before: A's destroy
+ * freed the worker while B could be queueing on it; after that B's callbacks ran on
+ * liburcu's default worker.)
+ */
+static _Atomic int cb_seen;
+static char cb_thread[16];
+
+static void rcu_cb_hook(const char *where, void *arg)
+{
+	if (!strcmp(where, "rcu.callback") && !atomic_load(&cb_seen)) {
+		pthread_getname_np(pthread_self(), cb_thread, sizeof(cb_thread));
+		atomic_store(&cb_seen, 1);
+	}
+	(void)arg;
+}
+
+static void test_rcu_worker_outlives_pinning_engine(void **state)
+{
+	struct rtioreq_engine_attr pin = { .dispatcher.cpu = -1, .clients.cpu = -1,
+					   .rcu.cpu = 0 };
+	struct rtioreq_engine *a;
+	struct rtioreq_client *c;
+	struct h_vm h;
+
+	a = rtioreq_engine_create(&pin);
+	assert_non_null(a);
+	h_vm_start(&h, 1); /* engine B: rcu.cpu = -1 */
+	c = mk_client(h.vm, "blk", NULL, 0, false);
+	rtioreq_engine_destroy(a);
+	atomic_store(&rtioreq__test_hook, rcu_cb_hook);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x70, 0x7f), 0); /* retires a map */
+	rtioreq__rcu_barrier();
+	atomic_store(&rtioreq__test_hook, NULL);
+	assert_true(atomic_load(&cb_seen));
+	assert_string_equal(cb_thread, "rtioreq-rcu");
+	h_vm_stop(&h);
+}
+
+/*
+ * F12: pthread_key_create() failing (a hook makes it fail) must not make the engine
+ * use key 0, which belongs to someone else: the value this process stored under key 0
+ * is unchanged after a wait, and the wait still works. Run in a fresh process (this
+ * binary re-executed): the key is created once per process. (Before: the result was
+ * ignored and the zero-initialised key 0 was written: the child exited with 5.)
+ */
+static void waiter_key_fail_hook(const char *where, void *arg)
+{
+	if (!strcmp(where, "waiter.key_create"))
+		*(int *)arg = EAGAIN;
+}
+
+static int waiter_key_fail_child(void)
+{
+	static int mine;
+	struct rtioreq_client *c;
+	struct rtioreq_req req;
+	pthread_key_t k;
+	struct h_vm h;
+	void *key0;
+	uint64_t v;
+
+	/* key 0: ours in a fresh process, or a sanitizer runtime's: either way not the
+	 * engine's, and its value for this thread must not change */
+	if (pthread_key_create(&k, NULL))
+		return 2;
+	pthread_setspecific(k, &mine);
+	key0 = pthread_getspecific(0);
+	atomic_store(&rtioreq__test_hook, waiter_key_fail_hook);
+	h_vm_start(&h, 1);
+	c = mk_client(h.vm, "blk", NULL, 0, false);
+	assert_int_equal(rtioreq_range_add(c, PIO, 0x70, 0x7f), 0);
+	h_submit(&h, 0, PIO, RD, 0x70, 1, 0, false);
+	if (rtioreq_client_wait(c, &req))
+		return 3;
+	req.value = 0x33;
+	if (rtioreq_client_complete(c, &req, 0) || !h_wait(&h, 0, PIO, &v, 1000) || v != 0x33)
+		return 4;
+	if (pthread_getspecific(k) != &mine || pthread_getspecific(0) != key0)
+		return 5; /* the engine wrote someone else's key */
+	h_vm_stop(&h);
+	return 0;
+}
+
+static void test_waiter_key_failure_degrades(void **state)
+{
+	char *argv[] = { "test_lifecycle", NULL };
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		setenv("RTIOREQ_TEST_KEYFAIL_CHILD", "1", 1);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/*
+ * "Handles": clients pinned by a waiter survive rtioreq_engine_destroy() until they
+ * let go. One thread holds a request of a blocking client, another is blocked in its
+ * wait, and the engine is destroyed: the blocked one returns -ESHUTDOWN, the holder's
+ * late completion -ENOENT and its next wait -ESHUTDOWN, on valid memory (ASan); the
+ * client and its VM are freed when both threads have exited (LeakSanitizer).
+ */
+struct holder {
+	struct rtioreq_client *c;
+	_Atomic int took, go;
+	int rc_wait, rc_complete, rc_again;
+};
+
+static void *hold_across_destroy(void *arg)
+{
+	struct holder *hd = arg;
+	struct rtioreq_req req;
+
+	hd->rc_wait = rtioreq_client_wait(hd->c, &req);
+	atomic_store(&hd->took, 1);
+	while (!atomic_load(&hd->go))
+		h_sleep_ms(1);
+	hd->rc_complete = rtioreq_client_complete(hd->c, &req, 0);
+	hd->rc_again = rtioreq_client_wait(hd->c, &req);
+	return NULL; /* the thread's reference goes at exit: the last one */
+}
+
+static void test_waiters_survive_engine_destroy(void **state)
+{
+	struct holder hd = { 0 };
+	struct waiter w = { 0 };
+	struct h_vm h;
+	pthread_t t;
+	uint64_t v;
+
+	h_vm_start(&h, 2);
+	hd.c = mk_client(h.vm, "blk", NULL, 0, false);
+	assert_int_equal(rtioreq_range_add(hd.c, PIO, 0x70, 0x7f), 0);
+	h_submit(&h, 0, PIO, RD, 0x70, 1, 0, false);
+	assert_int_equal(pthread_create(&t, NULL, hold_across_destroy, &hd), 0);
+	while (!atomic_load(&hd.took))
+		h_sleep_ms(1);
+	assert_int_equal(hd.rc_wait, 0);
+	w.c = hd.c;
+	assert_int_equal(pthread_create(&w.t, NULL, wait_and_leave, &w), 0);
+	while (!atomic_load(&w.in_wait))
+		h_sleep_ms(1);
+	rtioreq_engine_destroy(h.eng); /* the owner never destroyed the client */
+	pthread_join(w.t, NULL);
+	assert_int_equal(w.rc, -ESHUTDOWN);
+	assert_true(h_wait(&h, 0, PIO, &v, 10));
+	assert_int_equal(v, 0xff); /* forced by the destroy's detach */
+	atomic_store(&hd.go, 1);
+	pthread_join(t, NULL);
+	assert_int_equal(hd.rc_complete, -ENOENT);
+	assert_int_equal(hd.rc_again, -ESHUTDOWN);
+	rtioreq_shm_close(&h.shm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -644,8 +999,18 @@ int main(void)
 		cmocka_unit_test(test_qsbr_embedder_thread),
 		cmocka_unit_test(test_force_sleeps_for_transit),
 		cmocka_unit_test(test_destroy_during_inline_fallback),
+		cmocka_unit_test(test_refused_attach_touches_nothing),
+		cmocka_unit_test(test_takeover_sweeps_whole_channel),
+		cmocka_unit_test(test_double_complete_touches_nothing),
+		cmocka_unit_test(test_clear_serialised_with_detach),
+		cmocka_unit_test(test_rcu_worker_outlives_pinning_engine),
+		cmocka_unit_test(test_waiter_key_failure_degrades),
+		cmocka_unit_test(test_waiters_survive_engine_destroy),
 	};
 
+	if (getenv("RTIOREQ_TEST_KEYFAIL_CHILD")) /* _exit: the documented degradation
+						     * keeps the thread's client reference */
+		_exit(waiter_key_fail_child());
 	if (getenv("RTIOREQ_TEST_FILTER")) /* one test at a time, e.g. for a sanitizer run */
 		cmocka_set_test_filter(getenv("RTIOREQ_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);

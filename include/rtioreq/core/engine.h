@@ -12,8 +12,12 @@
  *  - any thread: including a handler (on a poller, the dispatcher or a client's
  *    thread) and an
  *    embedder's own liburcu-qsbr thread, online or offline. Never waits for a grace
- *    period on the caller's thread; may take a per-VM mutex that is only ever held
- *    for short, non-blocking sections.
+ *    period on the caller's thread; may take a per-VM mutex (or the engine's list
+ *    lock) that is only ever held for short sections with no grace period, join or
+ *    timeout in them. The one exception: a step that must not fail (an object leaving a
+ *    published set, a forced request's record) retries a failed allocation every
+ *    1 ms under its lock, so while malloc() keeps failing, a call that needs that
+ *    lock waits as long as it does (RTIOREQ__RETRY_NOMEM, engine/sys/clock_pvt.h).
  *  - not on a poller: from any thread except the engine's pollers and dispatcher (so
  *    not from a handler running inline on either); called there it returns -EDEADLK
  *    (it waits for an RCU grace period, which would wait for the caller). From an
@@ -24,12 +28,19 @@
  *  - async-signal-safe: may be called from a signal handler.
  * Calls on one VM's control plane are serialised by per-VM mutexes; calls on different
  * VMs never wait for each other (no engine-wide lock is held across a grace period, a
- * thread join or a timeout): test_detach_does_not_stall_other_vm.
+ * thread join or a timeout; only the allocation retry above, under the engine's list
+ * lock, while memory is exhausted): test_detach_does_not_stall_other_vm.
  *
  * Handles. An engine, VM or poller handle is valid until the call that destroys it
  * returns; no call on it may start after that. A client handle stays valid after its
  * VM is detached (calls on it return -ENODEV, -ESHUTDOWN or -ENOENT) until the owner
- * calls rtioreq_client_destroy() on it or the engine is destroyed.
+ * calls rtioreq_client_destroy() on it or the engine is destroyed. A client pinned by
+ * a waiter outlives both, the engine's destroy included: a thread that holds one of its
+ * requests may (and must) still call rtioreq_client_complete() for it (-ENOENT once
+ * forced), and a thread that called rtioreq_client_wait() on it may call it again
+ * (-ESHUTDOWN) until it waits on another client or exits; the client (and what is
+ * left of its VM) is freed when the last of them lets go
+ * (test_waiters_survive_engine_destroy, test_destroy_with_held_request).
  */
 #ifndef RTIOREQ_ENGINE_H
 #define RTIOREQ_ENGINE_H
@@ -123,7 +134,9 @@ struct rtioreq_engine_attr {
 	 * liburcu's call_rcu worker, which frees replaced range tables and slot sets after
 	 * grace periods: only .cpu is used. Put it on a housekeeping CPU, never a poller's
 	 * (unpinned, it wakes on any CPU and preempts a SCHED_OTHER poller). One worker per
-	 * process: the first engine created with .cpu >= 0 places it, later ones share it.
+	 * process: the first engine created with .cpu >= 0 places it, and from then on
+	 * every engine of the process (whatever its .cpu) uses it; it stays until the last
+	 * engine is destroyed (test_rcu_worker_outlives_pinning_engine).
 	 */
 	struct rtioreq_thread_attr rcu;
 	uint64_t reserved[8]; /**< zero; new fields come from here (rtioreq/common.h) */
@@ -220,9 +233,13 @@ struct rtioreq_vm_attr {
  * Slots found PENDING at attach are served (the dispatcher is kicked); with
  * attr->paused, only from rtioreq_vm_start() on.
  * Context: any thread. Does not block (the engine's list lock, held briefly).
+ * A refused attach (EEXIST, ENOSPC) has not touched the page or channel: the checks come
+ * before the channel's polled/need_wakeup bits of every vCPU of the channel are
+ * cleared and (attr->takeover) its slots are swept (test_refused_attach_touches_nothing,
+ * test_takeover_sweeps_whole_channel).
  * Return: the VM, or NULL with errno: EINVAL (vcpu_num, page or a channel whose magic,
- * version or vcpu_num does not match), EEXIST (id in use), ENOSPC (RTIOREQ_MAX_VMS),
- * ENOMEM.
+ * version or vcpu_num does not match), EEXIST (id in use or being attached), ENOSPC
+ * (RTIOREQ_MAX_VMS), ENOMEM.
  */
 struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 				     const struct rtioreq_vm_attr *attr);
@@ -247,7 +264,9 @@ int rtioreq_vm_start(struct rtioreq_vm *vm);
  * them with rtioreq_client_destroy(), or rtioreq_engine_destroy() does.
  * Context: not on a poller, not from a handler thread of this VM's clients. Other VMs'
  * control calls proceed meanwhile (no engine-wide lock is held while it waits).
- * Blocks: a grace period, client thread joins, the blocking clients' bound.
+ * Blocks: a grace period, client thread joins, the blocking clients' bound, and
+ * rtioreq_vm_clear() calls on this VM that began before it (it waits for them before
+ * it lets go of the slots; test_clear_serialised_with_detach).
  * Return: 0; -ENODEV (already detaching); -EDEADLK. The page and channel are no
  * longer touched when it returns 0; the VM handle is invalid.
  */
@@ -277,7 +296,11 @@ void rtioreq_vm_upcall(struct rtioreq_vm *vm);
  * (handlers are non-blocking by contract) and are never forced. Other VMs are not affected.
  * Context: not on a poller. Blocks: up to \p timeout_ms, then briefly for a waiter that
  * is between taking a request and claiming it (it sleeps, it does not spin).
- * Return: number of requests force-completed (>= 0), or -EDEADLK.
+ * Concurrently with rtioreq_vm_detach() of the same VM: a clear that began first
+ * finishes before the detach lets go of the VM; one that begins after returns -ENODEV
+ * (no call may start once the detach returned: the handle is invalid;
+ * test_clear_serialised_with_detach).
+ * Return: number of requests force-completed (>= 0), -ENODEV (detaching), or -EDEADLK.
  */
 int rtioreq_vm_clear(struct rtioreq_vm *vm, unsigned int timeout_ms);
 
@@ -415,8 +438,8 @@ int rtioreq_client_shutdown(struct rtioreq_client *client);
  * that called rtioreq_client_wait() on it keeps it alive until that thread waits on
  * another client or exits, so its next wait returns -ESHUTDOWN (the usual wait/complete
  * loop may run into a destroy at any point: torture -s late,destroy-held). The client
- * is freed when the last of these lets go (test_destroy_with_held_request). On a client whose VM was detached (or is being
- * detached) it only releases the handle.
+ * is freed when the last of these lets go (test_destroy_with_held_request). On a
+ * client whose VM was detached (or is being detached) it only releases the handle.
  * Context: not on a poller; not on \p client's own handler thread.
  * Blocks: a grace period, the handler thread's join or the blocking bound.
  * Return: 0; -EDEADLK; -EBUSY (the handle was already released).
@@ -440,11 +463,15 @@ int rtioreq_client_wait(struct rtioreq_client *client, struct rtioreq_req *req);
  * writes req->value back for reads (all ones if \p status < 0), stores COMPLETE and
  * notifies the hypervisor if it asked for that. The request is identified by req->tag
  * (with req->vcpu), which must be as rtioreq_client_wait() returned it.
- * Context: any thread, including after the client was destroyed or its VM detached
- * while the request was held. Never blocks (beyond ops->notify_finish).
+ * Context: any thread, including after the client was destroyed, its VM detached or
+ * its engine destroyed while the request was held. Never blocks (beyond
+ * ops->notify_finish); the late completion of a forced request takes a per-client lock
+ * that only a concurrent force holds, briefly (see "Call contexts" for ENOMEM).
  * Return: 0; -ENOENT if that request is not outstanding for this client (force-
  * completed by a clear, destroy or detach, already completed, or never taken): nothing
- * is written then, and no later request of the same slot is touched.
+ * is written then, and no later request of the same slot is touched
+ * (test_late_completion_rejected); a second completion of the same request touches
+ * nothing at all (test_double_complete_touches_nothing).
  */
 int rtioreq_client_complete(struct rtioreq_client *client, const struct rtioreq_req *req,
 			    int status);

@@ -12,7 +12,10 @@
  * (tests/core/test_hotpath.c), and a slow callback delays only the next comparison.
  * Rate limit: one event per (kind, VM, vCPU) or (kind, poller) per period, carrying how
  * many happened; at most \p max_per_period events per period, the rest summed into one
- * RTIOREQ_EVENT_DROPPED event.
+ * RTIOREQ_EVENT_DROPPED event. A VM detached and attached again, or a poller destroyed
+ * and created again, is a new source (even with the same id at the same address): its
+ * counts start from what it had when the events thread first saw it
+ * (test_reattached_same_address_is_new).
  *
  * The callback runs on the events thread with no engine lock held: it may log, block,
  * and call any control function (attach, detach, ranges, placement), except
