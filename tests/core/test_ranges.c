@@ -669,6 +669,8 @@ static void depth_check(const struct rtioreq__map *m, const bool *present, uint3
 	assert_int_equal(m->n[MMIO], n);
 	assert_int_equal(rtioreq__map_upper_bound(m, MMIO, 0), 0);
 	assert_int_equal(rtioreq__map_upper_bound(m, MMIO, UINT64_MAX), n);
+	assert_int_equal(rtioreq__map_descend(m, MMIO, 0), 0);
+	assert_int_equal(rtioreq__map_descend(m, MMIO, UINT64_MAX), n);
 	assert_ptr_equal(rtioreq__map_lookup(m, MMIO, UINT64_MAX, 1), CL(7));
 	assert_ptr_equal(rtioreq__map_lookup(m, PIO, depth_start(0), 1), CL(7));
 	for (uint32_t s = 0; s < DEPTH_SLOTS; s++) {
@@ -676,6 +678,11 @@ static void depth_check(const struct rtioreq__map *m, const bool *present, uint3
 		struct rtioreq_client *c = present[s] ? CL(s % 4) : CL(7);
 		uint32_t in = below + present[s];
 
+		/* the descent at every size, even where lookups bisect */
+		assert_int_equal(rtioreq__map_descend(m, MMIO, a - 1), below);
+		assert_int_equal(rtioreq__map_descend(m, MMIO, a), in);
+		assert_int_equal(rtioreq__map_descend(m, MMIO, a + 0x1f), in);
+		assert_int_equal(rtioreq__map_descend(m, MMIO, a + 0x20), in);
 		assert_int_equal(rtioreq__map_upper_bound(m, MMIO, a - 1), below);
 		assert_ptr_equal(rtioreq__map_lookup(m, MMIO, a - 1, 1), CL(7));
 		assert_int_equal(rtioreq__map_upper_bound(m, MMIO, a), in);
