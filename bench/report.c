@@ -507,7 +507,8 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 		fprintf(
 		    f,
 		    "\n## Lookup scaling\n\nns per lookup, median of 5 repeats: rtioreq's "
-		    "`rtioreq__map_lookup()` (acquire load of the published map + Eytzinger search) "
+		    "`rtioreq__map_lookup()` (acquire load of the published map + bisection "
+		    "below 256 ranges, Eytzinger search from there on) "
 		    "vs the ACRN-style `find_ioreq_client()` (clients mutex + per-client rwlock "
 		    "read side + linear walk of the range lists, matching the slot); random "
 		    "addresses inside the ranges; one thread on CPU %d.\n\n| Ranges | ACRN clients "
