@@ -449,8 +449,9 @@ void bench_lookup(void)
 	if (sched_getaffinity(0, sizeof(saved), &saved))
 		bench_die("sched_getaffinity: %s", strerror(errno));
 	bench_pin_self(bench_cfg.engine_cpu);
-	printf("# lookup scaling: rtioreq__map_lookup() (acquire load of the map + binary "
-	       "search, no lock) vs ACRN find_ioreq_client() (mutex + per-client rwlock + "
+	printf("# lookup scaling: rtioreq__map_lookup() (acquire load of the map + "
+	       "bisection below 256 ranges, Eytzinger search from there on, no lock) vs "
+	       "ACRN find_ioreq_client() (mutex + per-client rwlock + "
 	       "linear list walk, matching against a slot); %u random MMIO addresses, each "
 	       "inside a range; ranges spread round-robin over min(n, %u) clients; "
 	       "one thread on CPU %d; median of %u repeats; unit: ns per lookup\n",

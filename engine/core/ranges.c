@@ -161,17 +161,77 @@ void rtioreq__rcu_barrier(void)
 /* ---------------------------------------------------------------------------------- */
 /* Maps */
 
+#define LINE 64u /* the key arrays' alignment: see ranges_pvt.h */
+
+/* a lookup reads one cache line of the header (LP64) */
+_Static_assert(sizeof(void *) != 8 || offsetof(struct rtioreq__map, size) == LINE,
+	       "what a lookup reads fills the first cache line of a map");
+
+static size_t round_up(size_t x, size_t to)
+{
+	return (x + to - 1) / to * to;
+}
+
+/* A map for @n0 + @n1 ranges, zeroed, its arrays placed (ranges_pvt.h); NULL on ENOMEM. */
 static struct rtioreq__map *map_alloc(uint32_t n0, uint32_t n1)
 {
+	const uint32_t n[RTIOREQ__NTYPES] = { n0, n1 };
+	size_t off[2][RTIOREQ__NTYPES], size = offsetof(struct rtioreq__map, storage);
 	struct rtioreq__map *m;
+	uint32_t t;
 
-	m = calloc(1, sizeof(*m) + (size_t)(n0 + n1) * sizeof(struct rtioreq__range));
+	if (n0 > RTIOREQ__MAP_MAX || n1 > RTIOREQ__MAP_MAX)
+		return NULL;
+	for (t = 0; t < RTIOREQ__NTYPES; t++) { /* keys: whole lines, so each starts on one */
+		off[0][t] = size;
+		size += round_up((size_t)(n[t] + 1) * sizeof(uint64_t), LINE);
+	}
+	for (t = 0; t < RTIOREQ__NTYPES; t++) {
+		off[1][t] = size;
+		size += (size_t)n[t] * sizeof(struct rtioreq__range);
+	}
+	size = round_up(size, LINE); /* aligned_alloc wants a multiple of the alignment */
+	m = aligned_alloc(LINE, size);
 	if (!m)
 		return NULL;
-	m->n[0] = n0;
-	m->n[1] = n1;
-	m->r[0] = m->storage;
-	m->r[1] = m->storage + n0;
+	memset(m, 0, size);
+	m->size = size;
+	for (t = 0; t < RTIOREQ__NTYPES; t++) {
+		m->n[t] = n[t];
+		m->key[t] = (uint64_t *)(void *)((char *)m + off[0][t]);
+		m->r[t] = (struct rtioreq__range *)(void *)((char *)m + off[1][t]);
+	}
+	return m;
+}
+
+/* In-order walk of the implicit tree under node @k: give the nodes the starts of the
+ * ranges from index @i on; return the next index. Depth <= 29 (RTIOREQ__MAP_MAX). */
+static uint32_t index_fill(uint64_t *key, const struct rtioreq__range *r, uint32_t n,
+			   uint32_t k, uint32_t i)
+{
+	if (k > n)
+		return i;
+	i = index_fill(key, r, n, 2 * k, i);
+	key[k] = r[i++].start;
+	return index_fill(key, r, n, 2 * k + 1, i);
+}
+
+/*
+ * Build the search index of @m from its sorted arrays (O(n), before @m is published):
+ * key[] (key[0] stays 0 from map_alloc), the number of full levels, floor(log2(n + 1)),
+ * and the number of nodes on the level below them.
+ */
+static struct rtioreq__map *map_index(struct rtioreq__map *m)
+{
+	for (uint32_t t = 0; t < RTIOREQ__NTYPES; t++) {
+		uint32_t levels = 0;
+
+		index_fill(m->key[t], m->r[t], m->n[t], 1, 0);
+		while (((uint64_t)1 << (levels + 1)) - 1 <= m->n[t])
+			levels++;
+		m->full[t] = levels;
+		m->last[t] = m->n[t] - ((1u << levels) - 1);
+	}
 	return m;
 }
 
@@ -195,7 +255,9 @@ static struct rtioreq__map *map_clone(const struct rtioreq__map *old, uint32_t t
 
 struct rtioreq__map *rtioreq__map_empty(void)
 {
-	return map_alloc(0, 0);
+	struct rtioreq__map *m = map_alloc(0, 0);
+
+	return m ? map_index(m) : NULL;
 }
 
 int rtioreq__map_conflict(const struct rtioreq__map *m, uint32_t type, uint64_t start,
@@ -241,7 +303,7 @@ int rtioreq__map_add(const struct rtioreq__map *old, uint32_t type, uint64_t sta
 	memcpy(m->r[type], old->r[type], i * sizeof(struct rtioreq__range));
 	m->r[type][i] = (struct rtioreq__range){ .start = start, .end = end, .client = client };
 	memcpy(m->r[type] + i + 1, old->r[type] + i, (n - i) * sizeof(struct rtioreq__range));
-	*out = m;
+	*out = map_index(m);
 	return 0;
 }
 
@@ -266,7 +328,7 @@ int rtioreq__map_del(const struct rtioreq__map *old, uint32_t type, uint64_t sta
 		return -ENOMEM;
 	memcpy(m->r[type], old->r[type], (i - 1) * sizeof(struct rtioreq__range));
 	memcpy(m->r[type] + i - 1, old->r[type] + i, (n - i) * sizeof(struct rtioreq__range));
-	*out = m;
+	*out = map_index(m);
 	return 0;
 }
 
@@ -288,7 +350,7 @@ int rtioreq__map_drop_client(const struct rtioreq__map *old, struct rtioreq_clie
 			if (old->r[t][i].client != client)
 				m->r[t][k++] = old->r[t][i];
 	m->dflt = old->dflt == client ? NULL : old->dflt;
-	*out = m;
+	*out = map_index(m);
 	return 0;
 }
 
@@ -304,7 +366,7 @@ int rtioreq__map_set_default(const struct rtioreq__map *old, struct rtioreq_clie
 		return -ENOMEM;
 	memcpy(m->r[0], old->r[0], old->n[0] * sizeof(struct rtioreq__range));
 	m->dflt = client;
-	*out = m;
+	*out = map_index(m);
 	return 0;
 }
 

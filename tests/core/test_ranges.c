@@ -28,7 +28,7 @@ static struct {
 
 static size_t map_bytes(const struct rtioreq__map *m)
 {
-	return sizeof(*m) + (size_t)(m->n[0] + m->n[1]) * sizeof(struct rtioreq__range);
+	return m->size;
 }
 
 /* A byte copy of @m, to check later that nobody wrote to it (copy-on-write). */
@@ -51,13 +51,38 @@ static void map_unchanged(const struct rtioreq__map *m, void *snap)
 	free(snap);
 }
 
-/* Invariants of a built map: arrays in storage[], sorted, disjoint, valid. */
+/* In-order walk of node @k's subtree: each node's key is the next range's start. */
+static void index_walk(const struct rtioreq__map *m, uint32_t t, uint32_t k, uint32_t *i)
+{
+	if (k > m->n[t])
+		return;
+	index_walk(m, t, 2 * k, i);
+	assert_true(m->key[t][k] == m->r[t][*i].start);
+	++*i;
+	index_walk(m, t, 2 * k + 1, i);
+}
+
+/* Invariants of a built map: every array inside the one allocation, key[] 64-byte
+ * aligned; the ranges sorted, disjoint, valid; key[] their starts in Eytzinger order. */
 static void map_check(const struct rtioreq__map *m)
 {
-	assert_ptr_equal(m->r[0], m->storage);
-	assert_ptr_equal(m->r[1], m->storage + m->n[0]);
+	const char *lo = (const char *)m->storage, *hi = (const char *)m + m->size;
+
+	assert_true((uintptr_t)m % 64 == 0 && m->size % 64 == 0);
 	for (uint32_t t = 0; t < RTIOREQ__NTYPES; t++) {
-		for (uint32_t i = 0; i < m->n[t]; i++) {
+		uint32_t i = 0;
+
+		assert_true((uintptr_t)m->key[t] % 64 == 0);
+		assert_true((const char *)m->key[t] >= lo &&
+			    (const char *)(m->key[t] + m->n[t] + 1) <= hi);
+		assert_true((const char *)m->r[t] >= lo && (const char *)(m->r[t] + m->n[t]) <= hi);
+		/* full levels: 2^full - 1 <= n < 2^(full+1) - 1; the rest on the next */
+		assert_true(((uint64_t)1 << m->full[t]) - 1 <= m->n[t]);
+		assert_true(((uint64_t)1 << (m->full[t] + 1)) - 1 > m->n[t]);
+		assert_int_equal(m->last[t], m->n[t] - ((1u << m->full[t]) - 1));
+		index_walk(m, t, 1, &i);
+		assert_int_equal(i, m->n[t]);
+		for (i = 0; i < m->n[t]; i++) {
 			const struct rtioreq__range *r = &m->r[t][i];
 
 			assert_true(r->start <= r->end);
@@ -467,7 +492,10 @@ static void test_drop_client(void **state)
 	assert_int_equal(n->n[PIO], 12);
 	assert_int_equal(n->n[MMIO], 12);
 	assert_ptr_equal(n->dflt, CL(1));
-	assert_memory_equal(n->storage, m->storage, 24 * sizeof(struct rtioreq__range));
+	/* same counts, same layout: the arrays and the search index byte for byte */
+	assert_int_equal(n->size, m->size);
+	assert_memory_equal(n->storage, m->storage,
+			    m->size - offsetof(struct rtioreq__map, storage));
 	rtioreq__map_free(n);
 	map_unchanged(m, snap);
 
@@ -529,7 +557,10 @@ static void test_set_default(void **state)
 	assert_ptr_equal(n->dflt, CL(2));
 	assert_int_equal(n->n[PIO], 1);
 	assert_int_equal(n->n[MMIO], 1);
-	assert_memory_equal(n->storage, m->storage, 2 * sizeof(struct rtioreq__range));
+	/* same counts, same layout: the arrays and the search index byte for byte */
+	assert_int_equal(n->size, m->size);
+	assert_memory_equal(n->storage, m->storage,
+			    m->size - offsetof(struct rtioreq__map, storage));
 	rtioreq__map_free(m);
 	m = n;
 
@@ -607,6 +638,129 @@ static void test_copy_on_write_versions(void **state)
 		map_unchanged(v[k], snap[k]);
 		rtioreq__map_free(v[k]);
 	}
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The search index at every depth: maps of 0..10,001 ranges */
+
+#define DEPTH_SLOTS 10001u /* more than 2^13: the last level of 14 partly filled */
+#define DEPTH_BASE  0x40u  /* slot s: [DEPTH_BASE + s * 0x40, + 0x1f], gaps between */
+
+static uint64_t depth_start(uint32_t s)
+{
+	return DEPTH_BASE + (uint64_t)s * 0x40;
+}
+
+/* Sizes where the tree gains a level or fills one: 2^k - 1, 2^k, 2^k + 1, and the top. */
+static bool depth_size_checked(uint32_t n)
+{
+	for (uint32_t d = 0; d <= 2; d++)
+		if (n + d >= 1 && ((n + d - 1) & (n + d - 2)) == 0) /* n + d - 1 a power of 2 */
+			return true;
+	return n >= DEPTH_SLOTS - 1;
+}
+
+/* Every boundary of every slot, present or not, against the model @present. */
+static void depth_check(const struct rtioreq__map *m, const bool *present, uint32_t n)
+{
+	uint32_t below = 0; /* present slots before slot s */
+
+	map_check(m);
+	assert_int_equal(m->n[MMIO], n);
+	assert_int_equal(rtioreq__map_upper_bound(m, MMIO, 0), 0);
+	assert_int_equal(rtioreq__map_upper_bound(m, MMIO, UINT64_MAX), n);
+	assert_int_equal(rtioreq__map_descend(m, MMIO, 0), 0);
+	assert_int_equal(rtioreq__map_descend(m, MMIO, UINT64_MAX), n);
+	assert_ptr_equal(rtioreq__map_lookup(m, MMIO, UINT64_MAX, 1), CL(7));
+	assert_ptr_equal(rtioreq__map_lookup(m, PIO, depth_start(0), 1), CL(7));
+	for (uint32_t s = 0; s < DEPTH_SLOTS; s++) {
+		uint64_t a = depth_start(s);
+		struct rtioreq_client *c = present[s] ? CL(s % 4) : CL(7);
+		uint32_t in = below + present[s];
+
+		/* the descent at every size, even where lookups bisect */
+		assert_int_equal(rtioreq__map_descend(m, MMIO, a - 1), below);
+		assert_int_equal(rtioreq__map_descend(m, MMIO, a), in);
+		assert_int_equal(rtioreq__map_descend(m, MMIO, a + 0x1f), in);
+		assert_int_equal(rtioreq__map_descend(m, MMIO, a + 0x20), in);
+		assert_int_equal(rtioreq__map_upper_bound(m, MMIO, a - 1), below);
+		assert_ptr_equal(rtioreq__map_lookup(m, MMIO, a - 1, 1), CL(7));
+		assert_int_equal(rtioreq__map_upper_bound(m, MMIO, a), in);
+		assert_ptr_equal(rtioreq__map_lookup(m, MMIO, a, 8), c);
+		assert_int_equal(rtioreq__map_upper_bound(m, MMIO, a + 0x1f), in);
+		assert_ptr_equal(rtioreq__map_lookup(m, MMIO, a + 0x1f, 1), c);
+		assert_ptr_equal(rtioreq__map_lookup(m, MMIO, a + 0x1f, 2), CL(7));
+		assert_int_equal(rtioreq__map_upper_bound(m, MMIO, a + 0x20), in);
+		assert_ptr_equal(rtioreq__map_lookup(m, MMIO, a + 0x20, 1), CL(7));
+		below = in;
+	}
+}
+
+/* Grow a map to DEPTH_SLOTS ranges in random order, checking every boundary at each
+ * size where the Eytzinger tree changes shape (0, 1, 2^k - 1, 2^k, 2^k + 1, 10,000+):
+ * the descent through the full levels and the partial last one; then shrink it by
+ * deletes down to 2^13 - 1 (each update copies the map: going down to 0 would double
+ * the test's time, and the smaller maps of map_del are the model test's). */
+static void test_index_depths(void **state)
+{
+	uint32_t *order = malloc(DEPTH_SLOTS * sizeof(*order));
+	bool *present = calloc(DEPTH_SLOTS, sizeof(*present));
+	struct rtioreq__map *m = rtioreq__map_empty(), *n;
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	uint32_t i, checked = 0;
+
+	assert_non_null(order);
+	assert_non_null(present);
+	assert_non_null(m);
+	assert_int_equal(rtioreq__map_set_default(m, CL(7), &n), 0);
+	rtioreq__map_free(m);
+	m = n;
+	for (i = 0; i < DEPTH_SLOTS; i++)
+		order[i] = i;
+	for (i = DEPTH_SLOTS - 1; i > 0; i--) { /* Fisher-Yates with xorshift64 */
+		uint32_t j, tmp;
+
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		j = (uint32_t)(seed % (i + 1));
+		tmp = order[i];
+		order[i] = order[j];
+		order[j] = tmp;
+	}
+	depth_check(m, present, 0);
+	for (i = 0; i < DEPTH_SLOTS; i++) {
+		uint32_t s = order[i];
+		uint64_t a = depth_start(s);
+
+		assert_int_equal(rtioreq__map_add(m, MMIO, a, a + 0x1f, CL(s % 4), &n, NULL), 0);
+		rtioreq__map_free(m);
+		m = n;
+		present[s] = true;
+		if (depth_size_checked(i + 1)) {
+			depth_check(m, present, i + 1);
+			checked++;
+		}
+	}
+	for (i = 0; i < DEPTH_SLOTS - 8191; i++) { /* in another order: the same one shifted */
+		uint32_t s = order[(i + DEPTH_SLOTS / 2) % DEPTH_SLOTS];
+		uint64_t a = depth_start(s);
+
+		assert_int_equal(rtioreq__map_del(m, MMIO, a, a + 0x1f, CL(s % 4), &n), 0);
+		rtioreq__map_free(m);
+		m = n;
+		present[s] = false;
+		if (depth_size_checked(DEPTH_SLOTS - 1 - i)) {
+			depth_check(m, present, DEPTH_SLOTS - 1 - i);
+			checked++;
+		}
+	}
+	/* 41 sizes (0..5, 3 around each 2^k for k = 3..13, 10,000, 10,001), each checked
+	 * growing (but 0); shrinking: 10,000, 8193, 8192, 8191 */
+	assert_int_equal(checked, 41 - 1 + 4);
+	rtioreq__map_free(m);
+	free(present);
+	free(order);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1062,6 +1216,7 @@ int main(void)
 		cmocka_unit_test(test_drop_client),
 		cmocka_unit_test(test_set_default),
 		cmocka_unit_test(test_copy_on_write_versions),
+		cmocka_unit_test(test_index_depths),
 		cmocka_unit_test(test_model_random),
 		cmocka_unit_test(test_api_errors),
 		cmocka_unit_test(test_api_routing),
