@@ -28,7 +28,7 @@
 
 #define BENCH_MAX_DISTS	 32
 #define BENCH_MAX_SLICES 32
-#define BENCH_MAX_SIDES	 4
+#define BENCH_MAX_SIDES	 6
 #define BENCH_MAX_RATIOS 24
 #define BENCH_HIST_US	400 /* cyclictest -h 400: 1-us buckets 0..399, then overflow */
 #define BENCH_CACHELINE 64
