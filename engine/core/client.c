@@ -42,7 +42,10 @@ struct rtioreq_client *rtioreq_client_create(struct rtioreq_vm *vm,
 	c->handler = attr->handler;
 	c->priv = attr->priv;
 	c->is_default = attr->is_default;
-	c->handler_thread = attr->handler && attr->handler_thread;
+	/* a thread attribute asks for a thread: callers written before handler_thread
+	 * (pcdev's attr.thread) keep their handler thread rather than being moved onto
+	 * the dispatcher, where a blocking handler would stall every VM's fallback path */
+	c->handler_thread = attr->handler && (attr->handler_thread || attr->thread);
 	snprintf(c->name, sizeof(c->name), "%s", attr->name ? attr->name : "client");
 
 	pthread_mutex_lock(&vm->lock);

@@ -69,7 +69,8 @@ struct rtioreq_engine *rtioreq_engine_create(const struct rtioreq_engine_attr *a
 		return NULL;
 	}
 	rtioreq__mutex_init_pi(&eng->lock); /* handlers may attach VMs, create pollers */
-	pthread_mutex_init(&eng->zlock, NULL);
+	/* PI: nests inside vm->lock, which handlers on real-time takers take */
+	rtioreq__mutex_init_pi(&eng->zlock);
 	r = rtioreq__dispatch_start(eng);
 	if (r) {
 		rtioreq__rcu_worker_put();
@@ -240,6 +241,10 @@ struct rtioreq_vm *rtioreq_vm_attach(struct rtioreq_engine *eng,
 
 		if (n > RTIOREQ_IO_REQUEST_MAX)
 			n = RTIOREQ_IO_REQUEST_MAX;
+		/* this second read is not trusted either: a hypervisor that lowered the count
+		 * since chan_valid() must not leave the VM's own slots unswept */
+		if (n < vm->vcpu_num)
+			n = vm->vcpu_num;
 		/* no poller owns a slot yet: a channel left over from an earlier engine must
 		 * not tell the hypervisor to skip the upcall, for any of its slots */
 		vm_chan_unpoll(vm, n);
@@ -351,6 +356,11 @@ void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out)
 		out->notified += atomic_load_explicit(&s->notified, memory_order_relaxed);
 		out->abandoned += atomic_load_explicit(&s->abandoned, memory_order_relaxed);
 	}
+	/* the takeover sweep also completes the channel's slots past vcpu_num (nothing
+	 * else ever touches them): relaxed, written once before the VM was published */
+	for (uint16_t v = vm->vcpu_num; v < RTIOREQ_IO_REQUEST_MAX; v++)
+		out->abandoned +=
+			atomic_load_explicit(&vm->slot[v].st.abandoned, memory_order_relaxed);
 }
 
 /* Record @p (NULL: the dispatcher) as slot @v's taker or plan. Under vm->place_lock. */
@@ -493,7 +503,7 @@ struct rtioreq_poller *rtioreq_poller_create(struct rtioreq_engine *eng,
 	memset(p, 0, sizeof(*p));
 	p->eng = eng;
 	p->serial = rtioreq__serial_next();
-	pthread_mutex_init(&p->lock, NULL);
+	rtioreq__mutex_init_pi(&p->lock); /* PI: nests inside vm->lock (handlers) */
 	pthread_mutex_lock(&eng->lock);
 	r = rtioreq__poller_start(p, attr);
 	if (!r) {

@@ -414,7 +414,9 @@ static inline bool rtioreq__snapshot(const struct rtioreq_io_request *wire, stru
 /* Completion notification of @vcpu's request (N1), after C2. */
 static inline void rtioreq__vm_notify(struct rtioreq_vm *vm, uint16_t vcpu)
 {
-	if (vm->ops && vm->ops->notify_finish) {
+	/* the embedder's ops know vCPUs below vcpu_num only; a slot past it (completed by
+	 * the takeover sweep of a larger channel) gets the channel's doorbell */
+	if (vm->ops && vm->ops->notify_finish && vcpu < vm->vcpu_num) {
 		vm->ops->notify_finish(vm->hv, vcpu);
 		return;
 	}

@@ -688,6 +688,7 @@ static void test_takeover_sweeps_whole_channel(void **state)
 	struct rtioreq_shm s;
 	struct rtioreq_vm *vm;
 	struct rtioreq_hv_req rd = { .type = PIO, .dir = RD, .addr = 0x70, .size = 1 };
+	struct rtioreq_vm_stats st;
 
 	assert_int_equal(rtioreq_shm_create(&s, NULL, 4), 0);
 	assert_true(rtioreq_hv_submit(s.region, 3, &rd, true, false) >= 0);
@@ -700,6 +701,8 @@ static void test_takeover_sweeps_whole_channel(void **state)
 	assert_non_null(vm);
 	assert_int_equal(s.region->page.req_slot[3].processed, RTIOREQ_STATE_COMPLETE);
 	assert_int_equal(s.region->page.req_slot[3].reqs.pio_request.value, 0xff);
+	rtioreq_vm_stats(vm, &st);
+	assert_int_equal(st.abandoned, 1); /* counted, though past the VM's vcpu_num */
 	rtioreq_engine_destroy(eng);
 	rtioreq_shm_close(&s);
 }

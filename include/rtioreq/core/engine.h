@@ -102,7 +102,9 @@ struct rtioreq_req {
  * A handler may call every function marked "any thread" (e.g. move its own ranges on
  * a BAR write: rtioreq_range_del() + rtioreq_range_add(), effective for the next
  * request); functions marked "not on a poller" return -EDEADLK when it runs inline
- * (on a poller or the dispatcher), and work on a handler_thread client's thread.
+ * (on a poller or the dispatcher); on a handler_thread client's thread they work,
+ * except those that would wait for that thread itself (rtioreq_client_destroy() of its
+ * own client, rtioreq_vm_detach() of its own VM: -EDEADLK).
  */
 typedef int (*rtioreq_handler_fn)(struct rtioreq_client *client, struct rtioreq_req *req,
 				  void *priv);
@@ -222,8 +224,9 @@ struct rtioreq_vm_attr {
 /**
  * rtioreq_vm_attr.flags: record each request's engine-side service time in a per-VM
  * histogram, read with rtioreq_vm_hist(). Off (the default) it costs one predictable
- * branch when a request is taken and one when it is completed; on, two reads of the
- * vDSO clock (no syscall) and a few relaxed stores per request, and
+ * branch when a request is taken and one when it is completed; on, two reads of
+ * CLOCK_MONOTONIC (served by the vDSO, no syscall, on tsc and kvm-clock clocksources,
+ * as test_hotpath checks; on others, two syscalls per request), a few stores, and
  * vcpu_num * sizeof(struct rtioreq_hist) bytes allocated at attach.
  */
 #define RTIOREQ_VM_HIST (1ull << 0)
@@ -362,8 +365,8 @@ void rtioreq_vm_stats(struct rtioreq_vm *vm, struct rtioreq_vm_stats *out);
  * slot's request) and is read with atomic loads, so no bucket is ever torn. A read
  * taken while requests complete may be a few requests behind; `count` is the sum of
  * the buckets read, and `min`/`max` cover every value counted (each bucket is
- * published after them, release/acquire); `sum` may already include a request whose
- * bucket was not yet read. There is no reset: for an interval, read twice and
+ * published after them, release/acquire); `sum` and `overflow` may already include a
+ * request whose bucket was not yet read. There is no reset: for an interval, read twice and
  * subtract the buckets and counts.
  *
  * Context: any thread, including a handler; never blocks, takes no lock, allocates
@@ -391,7 +394,8 @@ struct rtioreq_client_attr {
 	rtioreq_handler_fn handler;
 	void *priv;	 /**< passed to the handler */
 	bool is_default; /**< serves accesses that match no range (one per VM) */
-	/** handler thread of a handler_thread client; NULL: rtioreq_engine_attr.clients */
+	/** handler thread's placement; not NULL implies handler_thread (a thread is
+	 *  asked for). NULL: a handler_thread client uses rtioreq_engine_attr.clients */
 	const struct rtioreq_thread_attr *thread;
 	/**
 	 * With a handler: the handler may block on the fallback path, so it runs there on
@@ -399,7 +403,7 @@ struct rtioreq_client_attr {
 	 * \p thread), not inline on the dispatcher: upcall -> dispatcher -> client thread
 	 * -> completion, one more wake-up; clear, destroy and detach wait for or force
 	 * its requests as for a blocking client. Pollers still call the handler inline.
-	 * Ignored without a handler.
+	 * Implied by a non-NULL \p thread. Ignored without a handler.
 	 */
 	bool handler_thread;
 	uint64_t reserved[3]; /**< zero; new fields come from here (rtioreq/common.h) */
@@ -465,8 +469,10 @@ int rtioreq_client_wait(struct rtioreq_client *client, struct rtioreq_req *req);
  * (with req->vcpu), which must be as rtioreq_client_wait() returned it.
  * Context: any thread, including after the client was destroyed, its VM detached or
  * its engine destroyed while the request was held. Never blocks (beyond
- * ops->notify_finish); the late completion of a forced request takes a per-client lock
- * that only a concurrent force holds, briefly (see "Call contexts" for ENOMEM).
+ * ops->notify_finish); a completion that finds its request no longer claimed (forced,
+ * already completed, stale) takes a per-client priority-inheritance lock, held
+ * briefly by such completers and by a concurrent force (see "Call contexts" for
+ * ENOMEM); so never complete a request that a handler is serving inline.
  * Return: 0; -ENOENT if that request is not outstanding for this client (force-
  * completed by a clear, destroy or detach, already completed, or never taken): nothing
  * is written then, and no later request of the same slot is touched
