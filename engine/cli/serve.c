@@ -51,6 +51,9 @@ static void serve_usage(FILE *f)
 		"  -I, --idle=IDLE          poller idle strategy: spin (default) or hybrid\n"
 		"                           (sleep after --spin without work; NEED_WAKEUP)\n"
 		"      --spin=T             hybrid: spin time before sleeping, default 50us\n"
+		"  -T, --handler-thread     on the fallback path, run the devices' handlers on\n"
+		"                           a thread of their own (one more wake-up per\n"
+		"                           request) instead of inline on the dispatcher\n"
 		"  -w, --wait=T             wait up to T for the region to appear and its\n"
 		"                           creator to finish it, default 10s\n"
 		"  -j, --json[=FILE]        print the engine's counters as JSON at the end, and\n"
@@ -119,6 +122,7 @@ int cli_serve(int argc, char **argv)
 		{ "wait", required_argument, NULL, 'w' },
 		{ "idle", required_argument, NULL, 'I' },
 		{ "spin", required_argument, NULL, 1 },
+		{ "handler-thread", no_argument, NULL, 'T' },
 		{ "json", optional_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -126,6 +130,7 @@ int cli_serve(int argc, char **argv)
 	struct rtioreq_poller *pollers[MAX_POLLERS] = { 0 };
 	const char *name = NULL, *json_file = NULL;
 	bool polling = true, json = false, hybrid = false, have_spin = false;
+	bool handler_thread = false;
 	FILE *jf = NULL;
 	unsigned int npollers = 1, npcpus = 0, prio = 0;
 	int pcpus[MAX_POLLERS], dcpu = -1, c, r, ncpu = cli_online_cpus();
@@ -141,9 +146,10 @@ int cli_serve(int argc, char **argv)
 	const char *why = "the hypervisor removed the region";
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":S:m:P:c:d:p:D:w:I:j::h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":S:m:P:c:d:p:D:w:I:Tj::h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'S': name = optarg; break;
+		case 'T': handler_thread = true; break;
 		case 'm': polling = cli_mode("--mode", optarg); break;
 		case 'P': npollers = (unsigned int)cli_u64("--pollers", optarg, 1, MAX_POLLERS); break;
 		case 'c': npcpus = cli_cpulist("--poller-cpus", optarg, pcpus, MAX_POLLERS); break;
@@ -231,6 +237,7 @@ int cli_serve(int argc, char **argv)
 					    .flags = json ? RTIOREQ_VM_HIST : 0 });
 	if (!vm)
 		cli_die("VM attach: %s", strerror(errno));
+	dev->handler_thread = handler_thread;
 	r = rtioreq_exdev_attach(dev, vm);
 	if (r)
 		cli_die("example devices: %s", strerror(-r));

@@ -31,7 +31,9 @@
  * (struct rtioreq_engine, ...) are opaque. Fixed layouts, no reserved tail: the wire
  * format (rtioreq/abi.h), struct rtioreq_req (the hot path's snapshot), struct
  * rtioreq_hist, struct rtioreq_sim_workload (a {function, context} pair inside the
- * simulator's attributes), and the example devices' state (rtioreq/devices/exdev.h).
+ * simulator's attributes) and the example devices' shadow (struct
+ * rtioreq_exdev_oracle); the example devices themselves (struct rtioreq_exdev, which
+ * grew handler_thread before any release) end in reserved space like the attributes.
  *
  * @par Threads
  * Each header says which thread may call what; handlers on the polling path must not

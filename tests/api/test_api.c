@@ -46,6 +46,7 @@ static void test_struct_sizes(void **state)
 	SIZE(struct rtioreq_poller_stats, 64);
 	SIZE(struct rtioreq_req, 48); /* + tag, the identity of a take (issue #14) */
 	SIZE(struct rtioreq_pcdev_attr, 80);
+	SIZE(struct rtioreq_exdev, 4208);
 	SIZE(struct rtioreq_pcdev_stats, 128);
 	SIZE(struct rtioreq_kvm_attr, 104);
 	SIZE(struct rtioreq_kvm_stats, 36232);
@@ -86,6 +87,7 @@ static void test_reserved_tail(void **state)
 	TAIL(struct rtioreq_client_attr);
 	TAIL(struct rtioreq_poller_stats);
 	TAIL(struct rtioreq_pcdev_attr);
+	TAIL(struct rtioreq_exdev);
 	TAIL(struct rtioreq_pcdev_stats);
 	TAIL(struct rtioreq_kvm_attr);
 	TAIL(struct rtioreq_kvm_stats);

@@ -33,6 +33,7 @@ struct rtioreq_exdev {
 	/** set before rtioreq_exdev_attach(): its clients get
 	 * rtioreq_client_attr.handler_thread (the benchmark's --fallback-thread) */
 	bool handler_thread;
+	uint64_t reserved[3]; /**< zero; new fields come from here (rtioreq/common.h) */
 };
 
 /** Handler of the RAM region (priv = struct rtioreq_exdev *). Non-blocking: fit for
