@@ -28,23 +28,12 @@
 
 #include <asm/bootparam.h>
 
+#include "child.h"
 #include "hv/kvm_pvt.h"
 
 #define MEM (64ull << 20)
 #define GIB2 (2ull << 30)
 
-/*
- * CPU seconds (user + system of the child): the machine is shared, wall time is not the
- * code's. WALL_SECS only catches a child that blocks (a FIFO without a writer).
- */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COST_SECS 20.0
-#define COST_KB (800L * 1024)
-#else
-#define COST_SECS 2.0
-#define COST_KB (100L * 1024)
-#endif
-#define WALL_SECS 30.0
 
 static char dir[] = "/tmp/rtioreq-kvmload-XXXXXX";
 
@@ -53,8 +42,7 @@ struct result {
 	char why[256];
 	struct kvm_boot_info bi;
 	uint8_t at_kernel[64], at_initrd[64]; /* guest bytes at the load addresses */
-	double secs, cpu_secs; /* wall; user + system of the child */
-	long maxrss_kb;
+	struct h_cost cost; /* set by the parent */
 };
 
 static void path_of(char *buf, size_t len, const char *name)
@@ -127,76 +115,47 @@ static size_t elf(uint8_t *img, uint64_t phoff, uint16_t phnum, uint64_t offset,
 	return 0x1000;
 }
 
+struct load_args {
+	const char *kp, *ip; /* paths of the kernel and initrd (NULL: none) */
+};
+
+/* In the child: the load, into a private 64 MiB guest memory. */
+static void load_child(void *arg, void *out)
+{
+	const struct load_args *a = arg;
+	struct result *res = out;
+	uint8_t *mem = mmap(NULL, MEM, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	/* a loader that reads a 2 GiB file whole fails here, not the machine */
+	struct rlimit as = { 1ull << 30, 1ull << 30 };
+
+	setrlimit(RLIMIT_AS, &as);
+#endif
+	if (mem == MAP_FAILED)
+		_exit(4);
+	res->r = kvm__load_linux(mem, MEM, a->kp, a->ip, "console=ttyS0", &res->bi, res->why,
+				 sizeof(res->why));
+	if (!res->r) {
+		memcpy(res->at_kernel, mem + res->bi.kernel_addr, sizeof(res->at_kernel));
+		if (res->bi.initrd_size)
+			memcpy(res->at_initrd, mem + res->bi.initrd_addr, sizeof(res->at_initrd));
+	}
+}
+
 static void load_in_child(const char *kernel, const char *initrd, struct result *res)
 {
 	char kp[128], ip[128];
-	struct timespec t0, t1;
-	struct rusage ru;
-	int fds[2], st;
-	size_t got = 0;
-	ssize_t n;
-	pid_t pid;
+	struct load_args a = { kp, initrd ? ip : NULL };
 
 	path_of(kp, sizeof(kp), kernel);
 	if (initrd)
 		path_of(ip, sizeof(ip), initrd);
-	memset(res, 0, sizeof(*res));
-	assert_int_equal(pipe(fds), 0);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (!pid) {
-		uint8_t *mem = mmap(NULL, MEM, PROT_READ | PROT_WRITE,
-				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-		/* a loader that reads a 2 GiB file whole fails here, not the machine */
-		struct rlimit as = { 1ull << 30, 1ull << 30 };
-
-		setrlimit(RLIMIT_AS, &as);
-#endif
-		/* cmocka's handlers would resume the test in this child: die instead */
-		for (int sig = 1; sig < 32; sig++)
-			signal(sig, SIG_DFL);
-		close(fds[0]);
-		alarm(60);
-		if (mem == MAP_FAILED)
-			_exit(4);
-		res->r = kvm__load_linux(mem, MEM, kp, initrd ? ip : NULL, "console=ttyS0",
-					 &res->bi, res->why, sizeof(res->why));
-		if (!res->r) {
-			memcpy(res->at_kernel, mem + res->bi.kernel_addr, sizeof(res->at_kernel));
-			if (res->bi.initrd_size)
-				memcpy(res->at_initrd, mem + res->bi.initrd_addr,
-				       sizeof(res->at_initrd));
-		}
-		for (size_t off = 0; off < sizeof(*res);) {
-			n = write(fds[1], (char *)res + off, sizeof(*res) - off);
-			if (n <= 0)
-				_exit(3);
-			off += (size_t)n;
-		}
-		_exit(0);
-	}
-	close(fds[1]);
-	while (got < sizeof(*res) && (n = read(fds[0], (char *)res + got, sizeof(*res) - got)) > 0)
-		got += (size_t)n;
-	close(fds[0]);
-	assert_int_equal(wait4(pid, &st, 0, &ru), pid);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	res->secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-	res->cpu_secs = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-		      (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-	res->maxrss_kb = ru.ru_maxrss;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) || got != sizeof(*res))
-		fail_msg("%s: the loader died (status %#x, signal %d)", kernel, st,
-			 WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	res->cost = h_in_child(load_child, &a, res, sizeof(*res));
 	print_message("%s%s%s: %d (%s), %.3f s CPU, %.3f s, %ld KB peak RSS\n", kernel,
-		      initrd ? " + " : "", initrd ? initrd : "", res->r, res->why, res->cpu_secs,
-		      res->secs, res->maxrss_kb);
-	if (res->cpu_secs > COST_SECS || res->secs > WALL_SECS || res->maxrss_kb > COST_KB)
-		fail_msg("%s: %.2f s CPU, %.2f s, %ld KB (bounds %.0f s CPU, %.0f s, %ld KB)",
-			 kernel, res->cpu_secs, res->secs, res->maxrss_kb, COST_SECS, WALL_SECS,
-			 COST_KB);
+		      initrd ? " + " : "", initrd ? initrd : "", res->r, res->why,
+		      res->cost.cpu_secs, res->cost.secs, res->cost.maxrss_kb);
+	h_cost_check(kernel, &res->cost);
 }
 
 static void assert_refused(const char *kernel, const char *initrd, int err, const char *field)

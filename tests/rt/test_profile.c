@@ -22,6 +22,7 @@
 #include <cmocka.h>
 #include <cyaml/cyaml.h>
 
+#include "child.h"
 #include "rtioreq/rt/profile.h"
 
 #ifndef RTIOREQ_SOURCE_DIR
@@ -507,23 +508,8 @@ static void test_cyaml_report(void **state)
 /* ------------------------------------------------------------------------- */
 /* Hostile input: a located error in bounded time and memory (issue #10) */
 
-/* Bounds of the issue (2 s, 100 MB); sanitizers slow code down and add shadow memory. */
-/*
- * CPU seconds (user + system of the child): the machine is shared, wall time is not the
- * code's. WALL_SECS only catches a child that blocks (a FIFO without a writer).
- */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COST_SECS 20.0
-#define COST_KB (800L * 1024)
-#else
-#define COST_SECS 2.0
-#define COST_KB (100L * 1024)
-#endif
-#define WALL_SECS 30.0
-
 struct cost {
-	double secs, cpu_secs; /* wall; user + system of the child */
-	long maxrss_kb; /* the child's peak resident set */
+	struct h_cost cost; /* set by the parent */
 	int loaded, valid;
 	struct diags g;
 };
@@ -531,69 +517,30 @@ struct cost {
 /* A generated profile, removed as soon as its child is reaped (also when the test fails). */
 static const char *generated;
 
-/*
- * Load (and, if that works, validate) @path in a child process, so that its time and
- * peak RSS (getrusage of the reaped child) are its own; a child that does not finish in
- * 60 s is killed by its alarm and the test fails. The bound is on its CPU time.
- */
+/* In the child: load (and, if that works, validate) the profile at @arg. */
+static void load_child(void *arg, void *out)
+{
+	struct cost *c = out;
+	struct rtioreq_profile *p;
+	cpu_set_t all;
+
+	all_cpus(&all);
+	p = rtioreq_profile_load(arg, collect, &c->g);
+	c->loaded = p != NULL;
+	c->valid = p && !rtioreq_profile_validate_cpus(p, false, &all);
+	rtioreq_profile_free(p);
+}
+
+/* Load @path in a child process (tests/child.h): within the bounds, or the test fails. */
 static void load_in_child(const char *path, struct cost *c)
 {
-	struct timespec t0, t1;
-	struct rusage ru;
-	int fds[2], st;
-	ssize_t n;
-	size_t got = 0;
-	pid_t pid;
-
-	memset(c, 0, sizeof(*c));
-	assert_int_equal(pipe(fds), 0);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (!pid) {
-		struct rtioreq_profile *p;
-		cpu_set_t all;
-
-		/* cmocka's handlers would resume the test in this child: die instead */
-		for (int sig = 1; sig < 32; sig++)
-			signal(sig, SIG_DFL);
-		close(fds[0]);
-		alarm(60);
-		all_cpus(&all);
-		p = rtioreq_profile_load(path, collect, &c->g);
-		c->loaded = p != NULL;
-		c->valid = p && !rtioreq_profile_validate_cpus(p, false, &all);
-		rtioreq_profile_free(p);
-		for (size_t off = 0; off < sizeof(*c);) {
-			n = write(fds[1], (char *)c + off, sizeof(*c) - off);
-			if (n <= 0)
-				_exit(3);
-			off += (size_t)n;
-		}
-		_exit(0);
-	}
-	close(fds[1]);
-	while (got < sizeof(*c) && (n = read(fds[0], (char *)c + got, sizeof(*c) - got)) > 0)
-		got += (size_t)n;
-	close(fds[0]);
-	assert_int_equal(wait4(pid, &st, 0, &ru), pid);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	c->cost = h_in_child(load_child, (void *)path, c, sizeof(*c));
 	if (generated)
 		unlink(generated);
 	generated = NULL;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) || got != sizeof(*c))
-		fail_msg("%s: the loader died (status %#x) after %.1f s", path, st,
-			 (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
-	c->secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-	c->cpu_secs = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-		      (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-	c->maxrss_kb = ru.ru_maxrss;
 	print_message("%s: %.3f s CPU, %.3f s, %ld KB peak RSS, %u errors\n", path,
-		      c->cpu_secs, c->secs, c->maxrss_kb,
-		      c->g.errors);
-	if (c->cpu_secs > COST_SECS || c->secs > WALL_SECS || c->maxrss_kb > COST_KB)
-		fail_msg("%s: %.2f s CPU, %.2f s, %ld KB (bounds %.0f s CPU, %.0f s, %ld KB)",
-			 path, c->cpu_secs, c->secs, c->maxrss_kb, COST_SECS, WALL_SECS, COST_KB);
+		      c->cost.cpu_secs, c->cost.secs, c->cost.maxrss_kb, c->g.errors);
+	h_cost_check(path, &c->cost);
 }
 
 /* Refused at load with one diagnostic containing @want, within the bounds. */
