@@ -187,19 +187,25 @@ if [ "$(nproc)" -lt 8 ]; then
 	[ $? -eq 2 ] || { echo "FAIL: run of an 8-CPU profile on $(nproc) CPUs was not refused"; fail=1; }
 	echo "ok: an 8-CPU profile is refused by run and check --host on $(nproc) CPUs"
 fi
+# 'run -D 60s dev-2cpu' in the background ($pid), stdout in $tmp/NAME.txt, stderr in
+# $tmp/NAME.err; returns once its poller printed its tid (or after 10 s)
+profile_run_start() { # NAME
+	: >"$tmp/$1.txt" # now: the background job's own redirection is asynchronous
+	"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/$1.txt" 2>"$tmp/$1.err" &
+	pid=$!
+	i=0
+	while ! grep -q "^rtio-poll0: tid" "$tmp/$1.txt" && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
 if [ "$(nproc)" -ge 2 ]; then
 	"$bin" run -n 200k --json "$src/rt-configs/dev-2cpu.yaml" >"$tmp/prof.json" 2>"$tmp/prof.err"
 	rc=$?
 	grep -qF '"ok": true' "$tmp/prof.json" && [ $rc -eq 0 ] ||
 		{ echo "FAIL: run dev-2cpu: exit $rc $(cat "$tmp/prof.json" "$tmp/prof.err")"; fail=1; }
 	# the poller as the kernel sees it while a run is going; then SIGINT
-	"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/prof.txt" 2>"$tmp/prof.err" &
-	pid=$!
-	i=0
-	while ! grep -q "^rtio-poll0: tid" "$tmp/prof.txt" && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
+	profile_run_start prof
 	tid=$(sed -n 's/^rtio-poll0: tid \([0-9]*\),.*/\1/p' "$tmp/prof.txt")
 	cs="/"
 	if [ -n "$tid" ]; then
@@ -238,14 +244,7 @@ if [ "$(nproc)" -ge 2 ] && [ "$(id -u)" -eq 0 ]; then
 	rt0=$(rt_runtime)
 	# SIGHUP and SIGQUIT clean up like SIGINT and SIGTERM
 	for sig in HUP QUIT TERM; do
-		: >"$tmp/sig.txt" # now: the background job's own redirection is asynchronous
-		"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/sig.txt" 2>"$tmp/sig.err" &
-		pid=$!
-		i=0
-		while ! grep -q "^rtio-poll0: tid" "$tmp/sig.txt" && [ $i -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
+		profile_run_start sig
 		kill -$sig $pid
 		wait $pid
 		rc=$?
@@ -318,14 +317,7 @@ if [ "$(nproc)" -ge 2 ] && [ "$(id -u)" -eq 0 ]; then
 		"$bin" check --host "$src/rt-configs/dev-2cpu.yaml" | grep -q "^host: .*rt_throttling: off sets it to -1" ||
 			{ echo "FAIL: check --host dev-2cpu names no throttling"; fail=1; }
 		# off: -1 while running, restored after
-		: >"$tmp/sig.txt" # now: the background job's own redirection is asynchronous
-		"$bin" run -D 60s "$src/rt-configs/dev-2cpu.yaml" >"$tmp/sig.txt" 2>"$tmp/sig.err" &
-		pid=$!
-		i=0
-		while ! grep -q "^rtio-poll0: tid" "$tmp/sig.txt" && [ $i -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
+		profile_run_start sig
 		during=$(rt_runtime)
 		kill -INT $pid
 		wait $pid
