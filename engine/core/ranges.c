@@ -217,27 +217,26 @@ static uint32_t index_fill(uint64_t *key, const struct rtioreq__range *r, uint32
 }
 
 /*
- * Build the search index of @m from its sorted arrays (O(n), before @m is published):
- * key[] (key[0] stays 0 from map_alloc), the number of full levels, floor(log2(n + 1)),
- * and the number of nodes on the level below them.
+ * Build type @t's search index of @m from its sorted array (O(n), before @m is
+ * published): key[] (key[0] stays 0 from map_alloc), the number of full levels,
+ * floor(log2(n + 1)), and the number of nodes on the level below them.
  */
-static struct rtioreq__map *map_index(struct rtioreq__map *m)
+static void map_index(struct rtioreq__map *m, uint32_t t)
 {
-	for (uint32_t t = 0; t < RTIOREQ__NTYPES; t++) {
-		uint32_t levels = 0;
+	uint32_t levels = 0;
 
-		index_fill(m->key[t], m->r[t], m->n[t], 1, 0);
-		while (((uint64_t)1 << (levels + 1)) - 1 <= m->n[t])
-			levels++;
-		m->full[t] = levels;
-		m->last[t] = m->n[t] - ((1u << levels) - 1);
-	}
-	return m;
+	index_fill(m->key[t], m->r[t], m->n[t], 1, 0);
+	while (((uint64_t)1 << (levels + 1)) - 1 <= m->n[t])
+		levels++;
+	m->full[t] = levels;
+	m->last[t] = m->n[t] - ((1u << levels) - 1);
 }
 
-/* Copy @old, with type @type's array resized to @n (contents of that type left to fill). */
+/* Copy @old, with type @type's array resized to @n (contents of that type left to fill
+ * and index); the other type's ranges and index are copied as they are. */
 static struct rtioreq__map *map_clone(const struct rtioreq__map *old, uint32_t type, uint32_t n)
 {
+	const uint32_t other = !type;
 	uint32_t n0 = old->n[0], n1 = old->n[1];
 	struct rtioreq__map *m;
 
@@ -249,15 +248,17 @@ static struct rtioreq__map *map_clone(const struct rtioreq__map *old, uint32_t t
 	if (!m)
 		return NULL;
 	m->dflt = old->dflt;
-	memcpy(m->r[!type], old->r[!type], m->n[!type] * sizeof(struct rtioreq__range));
+	memcpy(m->r[other], old->r[other], m->n[other] * sizeof(struct rtioreq__range));
+	memcpy(m->key[other], old->key[other], (m->n[other] + 1) * sizeof(uint64_t));
+	m->full[other] = old->full[other];
+	m->last[other] = old->last[other];
 	return m;
 }
 
 struct rtioreq__map *rtioreq__map_empty(void)
 {
-	struct rtioreq__map *m = map_alloc(0, 0);
-
-	return m ? map_index(m) : NULL;
+	/* zeroed by map_alloc: no ranges, no levels, key[0] = 0 is the index of both types */
+	return map_alloc(0, 0);
 }
 
 int rtioreq__map_conflict(const struct rtioreq__map *m, uint32_t type, uint64_t start,
@@ -303,7 +304,8 @@ int rtioreq__map_add(const struct rtioreq__map *old, uint32_t type, uint64_t sta
 	memcpy(m->r[type], old->r[type], i * sizeof(struct rtioreq__range));
 	m->r[type][i] = (struct rtioreq__range){ .start = start, .end = end, .client = client };
 	memcpy(m->r[type] + i + 1, old->r[type] + i, (n - i) * sizeof(struct rtioreq__range));
-	*out = map_index(m);
+	map_index(m, type);
+	*out = m;
 	return 0;
 }
 
@@ -328,7 +330,8 @@ int rtioreq__map_del(const struct rtioreq__map *old, uint32_t type, uint64_t sta
 		return -ENOMEM;
 	memcpy(m->r[type], old->r[type], (i - 1) * sizeof(struct rtioreq__range));
 	memcpy(m->r[type] + i - 1, old->r[type] + i, (n - i) * sizeof(struct rtioreq__range));
-	*out = map_index(m);
+	map_index(m, type);
+	*out = m;
 	return 0;
 }
 
@@ -350,7 +353,9 @@ int rtioreq__map_drop_client(const struct rtioreq__map *old, struct rtioreq_clie
 			if (old->r[t][i].client != client)
 				m->r[t][k++] = old->r[t][i];
 	m->dflt = old->dflt == client ? NULL : old->dflt;
-	*out = map_index(m);
+	for (t = 0; t < RTIOREQ__NTYPES; t++)
+		map_index(m, t);
+	*out = m;
 	return 0;
 }
 
@@ -365,8 +370,9 @@ int rtioreq__map_set_default(const struct rtioreq__map *old, struct rtioreq_clie
 	if (!m)
 		return -ENOMEM;
 	memcpy(m->r[0], old->r[0], old->n[0] * sizeof(struct rtioreq__range));
+	map_index(m, 0);
 	m->dflt = client;
-	*out = map_index(m);
+	*out = m;
 	return 0;
 }
 
