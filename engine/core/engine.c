@@ -310,7 +310,7 @@ int rtioreq_vm_hist(struct rtioreq_vm *vm, struct rtioreq_hist *out)
 	rtioreq_hist_init(out);
 	for (uint16_t v = 0; v < vm->vcpu_num; v++) {
 		struct rtioreq__slot_hist *h = &vm->hist[v];
-		uint64_t n = 0, sum, min, max;
+		uint64_t n = 0;
 
 		for (unsigned int i = 0; i < RTIOREQ_HIST_BUCKETS; i++) {
 			/* HR: pairs with HG; min/max below cover every value counted here */
@@ -322,16 +322,10 @@ int rtioreq_vm_hist(struct rtioreq_vm *vm, struct rtioreq_hist *out)
 		if (!n)
 			continue;
 		/* relaxed, after HR: statistics (see HG for what they are ordered after) */
-		sum = atomic_load_explicit(&h->sum, memory_order_relaxed);
-		min = atomic_load_explicit(&h->min, memory_order_relaxed);
-		max = atomic_load_explicit(&h->max, memory_order_relaxed);
-		out->count += n;
-		out->sum = out->sum + sum < out->sum ? UINT64_MAX : out->sum + sum;
-		out->overflow += atomic_load_explicit(&h->overflow, memory_order_relaxed);
-		if (min < out->min)
-			out->min = min;
-		if (max > out->max)
-			out->max = max;
+		rtioreq__hist_fold(out, n, atomic_load_explicit(&h->sum, memory_order_relaxed),
+				   atomic_load_explicit(&h->min, memory_order_relaxed),
+				   atomic_load_explicit(&h->max, memory_order_relaxed),
+				   atomic_load_explicit(&h->overflow, memory_order_relaxed));
 	}
 	return 0;
 }

@@ -108,6 +108,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/hist_pvt.h"
 #include "core/ranges_pvt.h"
 #include "rtioreq/core/engine.h"
 #include "rtioreq/core/hist.h"
@@ -161,8 +162,7 @@ static inline void rtioreq__slot_hist_record(struct rtioreq__slot_hist *h, uint6
 	uint64_t sum = atomic_load_explicit(&h->sum, memory_order_relaxed);
 	_Atomic uint64_t *b = &h->bucket[rtioreq_hist_index(ns)];
 
-	atomic_store_explicit(&h->sum, sum + ns < sum ? UINT64_MAX : sum + ns,
-			      memory_order_relaxed);
+	atomic_store_explicit(&h->sum, rtioreq__hist_sat_add(sum, ns), memory_order_relaxed);
 	if (ns < atomic_load_explicit(&h->min, memory_order_relaxed))
 		atomic_store_explicit(&h->min, ns, memory_order_relaxed);
 	if (ns > atomic_load_explicit(&h->max, memory_order_relaxed))

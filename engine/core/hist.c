@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "core/hist_pvt.h"
 #include "rtioreq/core/hist.h"
 
 #define SUB (1u << RTIOREQ_HIST_SUB_BITS)
@@ -49,14 +50,7 @@ void rtioreq_hist_bucket_range(unsigned int idx, uint64_t *lo, uint64_t *hi)
 void rtioreq_hist_record(struct rtioreq_hist *h, uint64_t ns)
 {
 	h->bucket[rtioreq_hist_index(ns)]++;
-	h->count++;
-	h->sum = (h->sum + ns < h->sum) ? UINT64_MAX : h->sum + ns;
-	if (ns < h->min)
-		h->min = ns;
-	if (ns > h->max)
-		h->max = ns;
-	if (ns >> RTIOREQ_HIST_MAX_BITS)
-		h->overflow++;
+	rtioreq__hist_fold(h, 1, ns, ns, ns, ns >> RTIOREQ_HIST_MAX_BITS ? 1 : 0);
 }
 
 void rtioreq_hist_merge(struct rtioreq_hist *dst, const struct rtioreq_hist *src)
@@ -65,13 +59,7 @@ void rtioreq_hist_merge(struct rtioreq_hist *dst, const struct rtioreq_hist *src
 		return;
 	for (unsigned int i = 0; i < RTIOREQ_HIST_BUCKETS; i++)
 		dst->bucket[i] += src->bucket[i];
-	dst->count += src->count;
-	dst->sum = (dst->sum + src->sum < dst->sum) ? UINT64_MAX : dst->sum + src->sum;
-	dst->overflow += src->overflow;
-	if (src->min < dst->min)
-		dst->min = src->min;
-	if (src->max > dst->max)
-		dst->max = src->max;
+	rtioreq__hist_fold(dst, src->count, src->sum, src->min, src->max, src->overflow);
 }
 
 uint64_t rtioreq_hist_percentile(const struct rtioreq_hist *h, double p)
