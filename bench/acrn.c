@@ -434,6 +434,26 @@ static uint64_t lk_rng(uint64_t *s)
 	return *s;
 }
 
+/* ns per lookup of what a taker does per request (M2 + lookup), for @budget ns. */
+static double lk_time_rtioreq(_Atomic(struct rtioreq__map *) *pub, const uint64_t *addr,
+			      uint64_t budget, uint64_t *sink, uint64_t *lookups)
+{
+	uint64_t iters = 0, t0 = bench_now_ns(), t1;
+
+	do {
+		for (unsigned int k = 0; k < LK_ADDRS; k++) {
+			const struct rtioreq__map *mm =
+			    atomic_load_explicit(pub, memory_order_acquire);
+
+			*sink += (uintptr_t)rtioreq__map_lookup(mm, RTIOREQ_TYPE_MMIO, addr[k], 4);
+		}
+		iters += LK_ADDRS;
+		t1 = bench_now_ns();
+	} while (t1 - t0 < budget);
+	*lookups += iters;
+	return (double)(t1 - t0) / (double)iters;
+}
+
 void bench_lookup(void)
 {
 	static const unsigned int sizes[] = {1, 10, 100, 1000, 10000};
@@ -450,7 +470,8 @@ void bench_lookup(void)
 		bench_die("sched_getaffinity: %s", strerror(errno));
 	bench_pin_self(bench_cfg.engine_cpu);
 	printf("# lookup scaling: rtioreq__map_lookup() (acquire load of the map + "
-	       "bisection below 256 ranges, Eytzinger search from there on, no lock) vs "
+	       "bisection below 256 ranges, B+ tree of 64-byte nodes from there on, each node "
+	       "compared with AVX2 where the CPU has it, else scalar; no lock) vs "
 	       "ACRN find_ioreq_client() (mutex + per-client rwlock + "
 	       "linear list walk, matching against a slot); %u random MMIO addresses, each "
 	       "inside a range; ranges spread round-robin over min(n, %u) clients; "
@@ -464,7 +485,7 @@ void bench_lookup(void)
 		struct acrn_vm avm = {0};
 		struct acrn_client **cl = calloc(nc, sizeof(*cl));
 		struct rtioreq_io_request *slot = aligned_alloc(256, sizeof(*slot));
-		double t_r[8], t_a[8];
+		double t_r[8], t_a[8], t_s[8];
 		uint64_t sink = 0, wrong = 0;
 		struct bench_noise noise;
 
@@ -515,24 +536,24 @@ void bench_lookup(void)
 				 fake_client(want[k]);
 			wrong += f != cl[want[k]];
 		}
+		{ /* and with the scalar descent the scalar column times */
+			uint32_t avx2 = m->avx2;
+
+			m->avx2 = 0;
+			for (unsigned int k = 0; k < LK_ADDRS; k++)
+				wrong += rtioreq__map_lookup(m, RTIOREQ_TYPE_MMIO, addr[k], 4) !=
+					 fake_client(want[k]);
+			m->avx2 = avx2;
+		}
 		bench_noise_start(&noise);
 		for (unsigned int rep = 0; rep < repeats; rep++) {
-			uint64_t iters = 0, t0 = bench_now_ns(), t1;
-			uint64_t budget = (uint64_t)(bench_cfg.lookup_ms * 1e6);
+			uint64_t iters, t0, t1, budget = (uint64_t)(bench_cfg.lookup_ms * 1e6);
+			uint32_t avx2 = m->avx2;
 
-			do { /* rtioreq: what a taker does per request (M2 + lookup) */
-				for (unsigned int k = 0; k < LK_ADDRS; k++) {
-					const struct rtioreq__map *mm =
-					    atomic_load_explicit(&pub, memory_order_acquire);
-
-					sink += (uintptr_t)rtioreq__map_lookup(
-					    mm, RTIOREQ_TYPE_MMIO, addr[k], 4);
-				}
-				iters += LK_ADDRS;
-				t1 = bench_now_ns();
-			} while (t1 - t0 < budget);
-			t_r[rep] = (double)(t1 - t0) / (double)iters;
-			row->lookups_rtioreq += iters;
+			t_r[rep] = lk_time_rtioreq(&pub, addr, budget, &sink, &row->lookups_rtioreq);
+			m->avx2 = 0; /* the scalar descent, as a CPU without AVX2 runs it */
+			t_s[rep] = lk_time_rtioreq(&pub, addr, budget, &sink, &row->lookups_rtioreq);
+			m->avx2 = avx2;
 
 			iters = 0;
 			t0 = bench_now_ns();
@@ -556,19 +577,26 @@ void bench_lookup(void)
 		row->ranges = n;
 		row->acrn_clients = nc;
 		row->rtioreq_ns = bench_median(t_r, repeats);
+		row->scalar_ns = bench_median(t_s, repeats);
+		row->avx2 = m->avx2 && n >= RTIOREQ__MAP_DESCEND_MIN;
 		row->acrn_ns = bench_median(t_a, repeats);
 		row->rtioreq_min_ns = t_r[0];
 		row->acrn_min_ns = t_a[0];
 		row->wrong = wrong;
-		printf("#   %5u ranges: rtioreq %.1f ns, ACRN scan %.1f ns per lookup (x%.1f); "
-		       "wrong answers %lu; other processes %.1f%% of the CPUs\n",
-		       n, row->rtioreq_ns, row->acrn_ns, row->acrn_ns / row->rtioreq_ns,
-		       (unsigned long)wrong, row->foreign_pct);
+		printf("#   %5u ranges: rtioreq %.1f ns (%s; scalar forced %.1f ns), ACRN scan "
+		       "%.1f ns per lookup (x%.1f); wrong answers %lu; other processes %.1f%% of "
+		       "the CPUs\n",
+		       n, row->rtioreq_ns,
+		       n < RTIOREQ__MAP_DESCEND_MIN ? "bisection" : row->avx2 ? "AVX2" : "scalar",
+		       row->scalar_ns,
+		       row->acrn_ns, row->acrn_ns / row->rtioreq_ns, (unsigned long)wrong,
+		       row->foreign_pct);
 		printf("SUMMARY bench=lookup unit=ns/lookup ranges=%u clients=%u rtioreq=%.2f "
-		       "acrn=%.2f rtioreq_min=%.2f acrn_min=%.2f wrong=%lu foreign_cpu_pct=%.1f "
-		       "sink=%lu\n",
-		       n, nc, row->rtioreq_ns, row->acrn_ns, row->rtioreq_min_ns, row->acrn_min_ns,
-		       (unsigned long)wrong, row->foreign_pct, (unsigned long)(sink & 1));
+		       "rtioreq_scalar=%.2f avx2=%d acrn=%.2f rtioreq_min=%.2f acrn_min=%.2f "
+		       "wrong=%lu foreign_cpu_pct=%.1f sink=%lu\n",
+		       n, nc, row->rtioreq_ns, row->scalar_ns, row->avx2, row->acrn_ns,
+		       row->rtioreq_min_ns, row->acrn_min_ns, (unsigned long)wrong,
+		       row->foreign_pct, (unsigned long)(sink & 1));
 		if (wrong)
 			bench_die("lookup: %lu wrong answers at %u ranges", (unsigned long)wrong,
 				  n);

@@ -65,6 +65,10 @@ struct bench_lookup_row {
 	unsigned int ranges, acrn_clients;
 	double rtioreq_ns, acrn_ns; /* median of the repeats, ns per lookup */
 	double rtioreq_min_ns, acrn_min_ns;
+	/* rtioreq with the scalar tree descent forced (what a CPU without AVX2 runs; the
+	 * same as rtioreq_ns below 256 ranges, which bisect); avx2: the map's choice */
+	double scalar_ns;
+	int avx2; /* rtioreq_ns descended the tree with AVX2 */
 	uint64_t lookups_rtioreq, lookups_acrn, wrong;
 	double foreign_pct;
 };

@@ -10,6 +10,10 @@
 #include <string.h>
 
 #include "core/ranges_pvt.h"
+
+#if RTIOREQ__MAP_HAVE_AVX2
+#include <immintrin.h>
+#endif
 #include "sys/hook_pvt.h"
 
 #ifdef RTIOREQ__TSAN
@@ -161,30 +165,71 @@ void rtioreq__rcu_barrier(void)
 /* ---------------------------------------------------------------------------------- */
 /* Maps */
 
-#define LINE 64u /* the key arrays' alignment: see ranges_pvt.h */
+#define LINE 64u /* a tree node, and the trees' alignment: see ranges_pvt.h */
 
-/* a lookup reads one cache line of the header (LP64) */
-_Static_assert(sizeof(void *) != 8 || offsetof(struct rtioreq__map, size) == LINE,
-	       "what a lookup reads fills the first cache line of a map");
+/* a lookup reads the first two cache lines of the header (LP64) */
+_Static_assert(sizeof(void *) != 8 || offsetof(struct rtioreq__map, layer) == LINE,
+	       "what a lookup reads first fills the first cache line of a map");
+_Static_assert(offsetof(struct rtioreq__map, size) == 2 * LINE,
+	       "the layers' first nodes fill the second cache line of a map");
+_Static_assert(RTIOREQ__MAP_NODE_KEYS * sizeof(uint64_t) == LINE, "a node is a cache line");
 
 static size_t round_up(size_t x, size_t to)
 {
 	return (x + to - 1) / to * to;
 }
 
-/* A map for @n0 + @n1 ranges, zeroed, its arrays placed (ranges_pvt.h); NULL on ENOMEM. */
+/*
+ * The shape of the tree over @n keys (ranges_pvt.h): its layers' first nodes in
+ * @layer[] (the root first in memory, the leaves last) and their number in *@height;
+ * return the number of nodes. Leaves: ceil(n / 8), at least one; each layer above:
+ * ceil(below / 9), up to the one that has a single node.
+ */
+static uint32_t tree_shape(uint32_t n, uint32_t layer[RTIOREQ__MAP_LAYERS], uint32_t *height)
+{
+	uint32_t count[RTIOREQ__MAP_LAYERS], h = 0, c, total = 0;
+
+	c = n ? (n - 1) / RTIOREQ__MAP_NODE_KEYS + 1 : 1;
+	for (;;) {
+		count[h++] = c;
+		if (c == 1)
+			break;
+		c = (c - 1) / RTIOREQ__MAP_FANOUT + 1;
+	}
+	*height = h;
+	while (h--) {
+		layer[h] = total;
+		total += count[h];
+	}
+	return total;
+}
+
+/* Whether this CPU and OS run AVX2 (the compiler's runtime check reads CPUID and XCR0). */
+static uint32_t cpu_avx2(void)
+{
+#if RTIOREQ__MAP_HAVE_AVX2
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") != 0;
+#else
+	return 0;
+#endif
+}
+
+/* A map for @n0 + @n1 ranges, zeroed, its arrays placed and its trees shaped
+ * (ranges_pvt.h), their keys left to map_index; NULL on ENOMEM. */
 static struct rtioreq__map *map_alloc(uint32_t n0, uint32_t n1)
 {
 	const uint32_t n[RTIOREQ__NTYPES] = { n0, n1 };
+	uint32_t layer[RTIOREQ__NTYPES][RTIOREQ__MAP_LAYERS], height[RTIOREQ__NTYPES];
 	size_t off[2][RTIOREQ__NTYPES], size = offsetof(struct rtioreq__map, storage);
 	struct rtioreq__map *m;
 	uint32_t t;
 
 	if (n0 > RTIOREQ__MAP_MAX || n1 > RTIOREQ__MAP_MAX)
 		return NULL;
-	for (t = 0; t < RTIOREQ__NTYPES; t++) { /* keys: whole lines, so each starts on one */
+	for (t = 0; t < RTIOREQ__NTYPES; t++) { /* nodes: whole lines, from a line */
 		off[0][t] = size;
-		size += round_up((size_t)(n[t] + 1) * sizeof(uint64_t), LINE);
+		size += (size_t)tree_shape(n[t], layer[t], &height[t]) * LINE;
 	}
 	for (t = 0; t < RTIOREQ__NTYPES; t++) {
 		off[1][t] = size;
@@ -196,44 +241,82 @@ static struct rtioreq__map *map_alloc(uint32_t n0, uint32_t n1)
 		return NULL;
 	memset(m, 0, size);
 	m->size = size;
+	m->avx2 = cpu_avx2();
 	for (t = 0; t < RTIOREQ__NTYPES; t++) {
 		m->n[t] = n[t];
+		m->height[t] = height[t];
+		memcpy(m->layer[t], layer[t], sizeof(layer[t]));
 		m->key[t] = (uint64_t *)(void *)((char *)m + off[0][t]);
 		m->r[t] = (struct rtioreq__range *)(void *)((char *)m + off[1][t]);
 	}
 	return m;
 }
 
-/* In-order walk of the implicit tree under node @k: give the nodes the starts of the
- * ranges from index @i on; return the next index. Depth <= 29 (RTIOREQ__MAP_MAX). */
-static uint32_t index_fill(uint64_t *key, const struct rtioreq__range *r, uint32_t n,
-			   uint32_t k, uint32_t i)
+/* Bytes of type @t's tree in @m. */
+static size_t tree_bytes(const struct rtioreq__map *m, uint32_t t)
 {
-	if (k > n)
-		return i;
-	i = index_fill(key, r, n, 2 * k, i);
-	key[k] = r[i++].start;
-	return index_fill(key, r, n, 2 * k + 1, i);
+	return ((size_t)m->layer[t][0] + (m->n[t] ? (m->n[t] - 1) / RTIOREQ__MAP_NODE_KEYS + 1 : 1)) *
+	       LINE;
 }
 
 /*
- * Build type @t's search index of @m from its sorted array (O(n), before @m is
- * published): key[] (key[0] stays 0 from map_alloc), the number of full levels,
- * floor(log2(n + 1)), and the number of nodes on the level below them.
+ * Fill type @t's tree of @m from its sorted array (O(n), before @m is published). Key
+ * j of node k in layer h is the smallest start under the node's child j + 1, i.e. the
+ * first key of leaf (k * 9 + j + 1) * 9^(h-1) (for h = 0: the start k * 8 + j itself),
+ * or padding where there is none.
  */
 static void map_index(struct rtioreq__map *m, uint32_t t)
 {
-	uint32_t levels = 0;
+	const uint32_t n = m->n[t];
+	uint64_t span = 1; /* leaves under one node of layer h - 1: 9^(h-1) */
 
-	index_fill(m->key[t], m->r[t], m->n[t], 1, 0);
-	while (((uint64_t)1 << (levels + 1)) - 1 <= m->n[t])
-		levels++;
-	m->full[t] = levels;
-	m->last[t] = m->n[t] - ((1u << levels) - 1);
+	for (uint32_t h = 0; h < m->height[t]; h++) {
+		uint64_t *node = m->key[t] + (size_t)m->layer[t][h] * RTIOREQ__MAP_NODE_KEYS;
+		uint32_t count = (h ? m->layer[t][h - 1] : (uint32_t)(tree_bytes(m, t) / LINE)) -
+				 m->layer[t][h];
+
+		for (uint64_t i = 0; i < (uint64_t)count * RTIOREQ__MAP_NODE_KEYS; i++) {
+			uint64_t first = h ? (i + i / RTIOREQ__MAP_NODE_KEYS + 1) * span *
+						 RTIOREQ__MAP_NODE_KEYS
+					   : i;
+
+			node[i] = first < n ? m->r[t][first].start : UINT64_MAX;
+		}
+		if (h)
+			span *= RTIOREQ__MAP_FANOUT;
+	}
 }
 
+#if RTIOREQ__MAP_HAVE_AVX2
+/*
+ * rtioreq__map_node_rank with AVX2: two compares of 4 keys each give the keys above
+ * @addr (signed compares: keys and address with their top bit flipped order as
+ * unsigned); a node's keys are sorted, so those are its top ones, and the lowest of
+ * them is the rank (8 when none is above).
+ */
+__attribute__((target("avx2"))) static inline uint32_t node_rank_avx2(const uint64_t *node,
+								     uint64_t addr)
+{
+	const __m256i *v = (const __m256i *)(const void *)node; /* 64-byte aligned */
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	__m256i a = _mm256_set1_epi64x((int64_t)(addr ^ (uint64_t)INT64_MIN));
+	__m256i k0 = _mm256_xor_si256(_mm256_load_si256(v), flip);
+	__m256i k1 = _mm256_xor_si256(_mm256_load_si256(v + 1), flip);
+	uint32_t lo = (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k0, a)));
+	uint32_t hi = (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k1, a)));
+
+	return (uint32_t)__builtin_ctz(lo | hi << 4 | 1u << RTIOREQ__MAP_NODE_KEYS);
+}
+
+__attribute__((target("avx2"))) uint32_t rtioreq__map_descend_avx2(const struct rtioreq__map *m,
+								  uint32_t type, uint64_t addr)
+{
+	return rtioreq__map_descend_with(m, type, addr, node_rank_avx2);
+}
+#endif
+
 /* Copy @old, with type @type's array resized to @n (contents of that type left to fill
- * and index); the other type's ranges and index are copied as they are. */
+ * and index); the other type's ranges and tree are copied as they are. */
 static struct rtioreq__map *map_clone(const struct rtioreq__map *old, uint32_t type, uint32_t n)
 {
 	const uint32_t other = !type;
@@ -249,16 +332,18 @@ static struct rtioreq__map *map_clone(const struct rtioreq__map *old, uint32_t t
 		return NULL;
 	m->dflt = old->dflt;
 	memcpy(m->r[other], old->r[other], m->n[other] * sizeof(struct rtioreq__range));
-	memcpy(m->key[other], old->key[other], (m->n[other] + 1) * sizeof(uint64_t));
-	m->full[other] = old->full[other];
-	m->last[other] = old->last[other];
+	memcpy(m->key[other], old->key[other], tree_bytes(m, other));
 	return m;
 }
 
 struct rtioreq__map *rtioreq__map_empty(void)
 {
-	/* zeroed by map_alloc: no ranges, no levels, key[0] = 0 is the index of both types */
-	return map_alloc(0, 0);
+	struct rtioreq__map *m = map_alloc(0, 0);
+
+	if (m) /* one leaf of padding per type */
+		for (uint32_t t = 0; t < RTIOREQ__NTYPES; t++)
+			map_index(m, t);
+	return m;
 }
 
 int rtioreq__map_conflict(const struct rtioreq__map *m, uint32_t type, uint64_t start,

@@ -7,20 +7,27 @@
  * acquire load and a search: no lock, no atomic read-modify-write.
  *
  * From RTIOREQ__MAP_DESCEND_MIN ranges on, the search does not bisect the sorted array
- * (at 10,000 ranges that touches ~14 cache lines, one dependent miss each, and
- * mispredicts a branch about every other level): every map also holds, per type, the
- * ranges' starts in Eytzinger (BFS) order, key[1..n] (node k's children are 2k and
- * 2k+1; the in-order walk is the sorted order; the levels are full but the last, filled
- * from the left), 64-byte aligned so that the 8 nodes 8k..8k+7 three levels below node
- * k share one cache line.
- * The top levels share a few lines that stay cached, and the descent prefetches the
- * lines 4 levels ahead, so the misses overlap (Khuong & Morin, "Array layouts for
- * comparison-based searching", 2017). Where the descent ends gives the index in the
- * sorted array by arithmetic alone (rtioreq__map_descend).
+ * (at 10,000 ranges that is ~14 dependent loads, one cache line each, and a mispredicted
+ * branch about every other level): every map also holds, per type, the ranges' starts
+ * in an implicit B+ tree of 64-byte nodes (the "S+ tree" of Khuong & Morin, "Array
+ * layouts for comparison-based searching", 2017, and algorithmica.org). Its leaves are
+ * the sorted starts, RTIOREQ__MAP_NODE_KEYS per node, the last one padded; above them,
+ * a node k of layer h (h >= 1) has the RTIOREQ__MAP_FANOUT children k * FANOUT + i,
+ * i < FANOUT, in layer h - 1, and its key j is the smallest start under child j + 1
+ * (padding where that child does not exist). A descent counts, in one node per layer,
+ * the keys at or below the address, and goes to that child; the count in the leaf,
+ * plus 8 times the leaf's index, is the answer. At 10,000 ranges: 5 nodes, 5 dependent
+ * loads instead of 14, and no branch that depends on the data.
  *
- * One allocation per map (64-byte aligned, @size bytes): the header, then key[0], key[1]
- * (n+1 entries each, rounded up to whole cache lines) and the sorted arrays r[0], r[1].
- * What a lookup reads of the header fills its first cache line.
+ * Padding is UINT64_MAX, which no address but UINT64_MAX reaches (the descent answers
+ * that one first). A node is compared with AVX2 where the CPU has it
+ * (rtioreq__map_descend_avx2, chosen per map at build: m->avx2; AVX2 compares signed,
+ * so keys and address get their top bit flipped first), with 8 scalar compares
+ * elsewhere; both walk the same tree to the same answer.
+ *
+ * One allocation per map (64-byte aligned, @size bytes): the header, then the trees
+ * key[0], key[1] (whole nodes, so each node is one cache line) and the sorted arrays
+ * r[0], r[1]. What a lookup reads of the header fills its first two cache lines.
  */
 #ifndef RTIOREQ_RANGES_PVT_H
 #define RTIOREQ_RANGES_PVT_H
@@ -33,9 +40,13 @@
 
 #define RTIOREQ__NTYPES 2 /* routable types: RTIOREQ_TYPE_PORTIO, RTIOREQ_TYPE_MMIO */
 
-/* Ranges per type at most: keeps the node indices of a descent (< 4n, and the
- * prefetched 16k + 8) within 32 bits. */
-#define RTIOREQ__MAP_MAX (1u << 28)
+/* Ranges per type at most: 2^22 leaves, so that a tree has at most 8 layers. */
+#define RTIOREQ__MAP_MAX (1u << 25)
+
+#define RTIOREQ__MAP_NODE_KEYS 8u /* keys per tree node: one cache line */
+#define RTIOREQ__MAP_FANOUT    9u /* children per inner node */
+/* Layers of a tree at most: RTIOREQ__MAP_MAX ranges fill 2^22 leaves, 9^7 > 2^22. */
+#define RTIOREQ__MAP_LAYERS 8u
 
 struct rtioreq__range {
 	uint64_t start; /* inclusive */
@@ -46,12 +57,14 @@ struct rtioreq__range {
 struct rtioreq__map {
 	/* first cache line: what a lookup reads */
 	uint32_t n[RTIOREQ__NTYPES];
-	uint32_t full[RTIOREQ__NTYPES]; /* levels of the tree with every node: log2(n+1) */
-	uint32_t last[RTIOREQ__NTYPES]; /* nodes on the level below: n - (2^full - 1) */
-	uint64_t *key[RTIOREQ__NTYPES];		   /* Eytzinger-ordered starts, key[1..n] */
+	uint32_t height[RTIOREQ__NTYPES];	   /* layers of the tree, >= 1 */
+	uint64_t *key[RTIOREQ__NTYPES];		   /* the trees' nodes, 8 keys each */
 	struct rtioreq__range *r[RTIOREQ__NTYPES]; /* sorted by start, disjoint */
 	struct rtioreq_client *dflt;
-	/* second: the rest */
+	uint32_t avx2; /* descend with rtioreq__map_descend_avx2 */
+	/* second: the first node of each layer of each tree (leaves: layer 0), a lookup's */
+	_Alignas(64) uint32_t layer[RTIOREQ__NTYPES][RTIOREQ__MAP_LAYERS];
+	/* third: the rest */
 	size_t size; /* bytes of the allocation, header included */
 	struct rtioreq__rcu_head rcu;
 	_Alignas(64) unsigned char storage[];
@@ -63,43 +76,61 @@ struct rtioreq__map {
  * crossover, somewhere between, was not measured closer. */
 #define RTIOREQ__MAP_DESCEND_MIN 256u
 
+/* Keys of the 8 in @node that are <= @addr: which child, or the position in a leaf.
+ * Unsigned compares: a compiler adds each one's carry (cmp + adc), 2 instructions. */
+static inline uint32_t rtioreq__map_node_rank(const uint64_t *node, uint64_t addr)
+{
+	uint32_t i = 0;
+
+	for (uint32_t j = 0; j < RTIOREQ__MAP_NODE_KEYS; j++)
+		i += node[j] <= addr;
+	return i;
+}
+
 /*
- * The Eytzinger search of rtioreq__map_upper_bound (the same answer). A branch-free
- * descent of key[@type] through the full levels (count: full[@type]) ends at position j
- * of the next level, which holds last[@type] nodes, the leftmost ones. If node j is
- * there, one more comparison picks one of its two empty child slots, 2j or 2j+1; if
- * not, the descent ended at an empty slot already. The slots, in order, are the gaps
- * between the sorted keys: the 2*last children of the last level's nodes first, then
- * the empty positions of that level; the index of the gap is the answer.
+ * The descent through type @type's tree of @m with the node compare @rank: the one
+ * copy of the walk, inlined with its @rank into rtioreq__map_descend (scalar) and
+ * rtioreq__map_descend_avx2 (ranges.c).
  */
+static inline __attribute__((always_inline)) uint32_t
+rtioreq__map_descend_with(const struct rtioreq__map *m, uint32_t type, uint64_t addr,
+			  uint32_t (*rank)(const uint64_t *node, uint64_t addr))
+{
+	const uint64_t *key = m->key[type];
+	const uint32_t *layer = m->layer[type];
+	uint32_t h = m->height[type] - 1, k = 0;
+
+	if (addr == UINT64_MAX) /* the one address at or above the padding: every start */
+		return m->n[type];
+	for (; h > 0; h--)
+		k = k * RTIOREQ__MAP_FANOUT +
+		    rank(key + (size_t)(layer[h] + k) * RTIOREQ__MAP_NODE_KEYS, addr);
+	return k * RTIOREQ__MAP_NODE_KEYS +
+	       rank(key + (size_t)(layer[0] + k) * RTIOREQ__MAP_NODE_KEYS, addr);
+}
+
+/* The tree search of rtioreq__map_upper_bound (the same answer), scalar compares. */
 static inline uint32_t rtioreq__map_descend(const struct rtioreq__map *m, uint32_t type,
 					    uint64_t addr)
 {
-	const uint64_t *key = m->key[type];
-	uint32_t n = m->n[type], levels = m->full[type], last = m->last[type], k = 1, j, in, at;
-
-	for (uint32_t l = 0; l < levels; l++) {
-		/* the 16 nodes 4 levels down, two cache lines, clamped to the array (cmovs):
-		 * a prefetch never faults, but one past the allocation may cost a page walk */
-		uint32_t p0 = 16 * k <= n ? 16 * k : n, p1 = 16 * k + 8 <= n ? 16 * k + 8 : n;
-
-		__builtin_prefetch(&key[p0]);
-		__builtin_prefetch(&key[p1]);
-		k = 2 * k + (key[k] <= addr);
-	}
-	j = k - (1u << levels);
-	/* masks, not ?: (which gcc may turn into a branch, mispredicted half the time
-	 * when the last level is half full): key[0] exists, its answer is masked off */
-	in = 0u - (uint32_t)(j < last);
-	at = k & in;
-	return (in & (2 * j + (key[at] <= addr))) | (~in & (last + j));
+	return rtioreq__map_descend_with(m, type, addr, rtioreq__map_node_rank);
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RTIOREQ__MAP_HAVE_AVX2 1
+/* rtioreq__map_descend with AVX2 (ranges.c); only where the CPU has it (m->avx2). */
+uint32_t rtioreq__map_descend_avx2(const struct rtioreq__map *m, uint32_t type,
+				   uint64_t addr);
+#else
+#define RTIOREQ__MAP_HAVE_AVX2 0
+#endif
 
 /*
  * Index in r[@type] (@type < RTIOREQ__NTYPES) of the first range whose start is > @addr,
  * i.e. the number of ranges starting at or below @addr: the one search routine of
- * lookups and updates. Small tables: bisection of r[]; large: rtioreq__map_descend. The
- * choice depends on the map only, so its branch is predicted.
+ * lookups and updates. Small tables: bisection of r[]; large: the tree's descent, with
+ * AVX2 where the CPU has it. The choices depend on the map only, so their branches are
+ * predicted.
  */
 static inline uint32_t rtioreq__map_upper_bound(const struct rtioreq__map *m, uint32_t type,
 						uint64_t addr)
@@ -107,8 +138,13 @@ static inline uint32_t rtioreq__map_upper_bound(const struct rtioreq__map *m, ui
 	const struct rtioreq__range *r = m->r[type];
 	uint32_t lo = 0, hi = m->n[type];
 
-	if (hi >= RTIOREQ__MAP_DESCEND_MIN)
+	if (hi >= RTIOREQ__MAP_DESCEND_MIN) {
+#if RTIOREQ__MAP_HAVE_AVX2
+		if (m->avx2)
+			return rtioreq__map_descend_avx2(m, type, addr);
+#endif
 		return rtioreq__map_descend(m, type, addr);
+	}
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 

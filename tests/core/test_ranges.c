@@ -51,37 +51,60 @@ static void map_unchanged(const struct rtioreq__map *m, void *snap)
 	free(snap);
 }
 
-/* In-order walk of node @k's subtree: each node's key is the next range's start. */
-static void index_walk(const struct rtioreq__map *m, uint32_t t, uint32_t k, uint32_t *i)
+/* Nodes in layer @h of type @t's tree, from its definition (ranges_pvt.h): ceil(n / 8)
+ * leaves, at least one; ceil(below / 9) in each layer above. */
+static uint32_t tree_count(const struct rtioreq__map *m, uint32_t t, uint32_t h)
 {
-	if (k > m->n[t])
-		return;
-	index_walk(m, t, 2 * k, i);
-	assert_true(m->key[t][k] == m->r[t][*i].start);
-	++*i;
-	index_walk(m, t, 2 * k + 1, i);
+	uint32_t c = m->n[t] ? (m->n[t] + 7) / 8 : 1;
+
+	while (h--)
+		c = (c + 8) / 9;
+	return c;
 }
 
-/* Invariants of a built map: every array inside the one allocation, key[] 64-byte
- * aligned; the ranges sorted, disjoint, valid; key[] their starts in Eytzinger order. */
+/* The smallest key under node @c of layer @h: down its leftmost children to a leaf. */
+static uint64_t tree_min(const struct rtioreq__map *m, uint32_t t, uint32_t h, uint64_t c)
+{
+	for (;; h--) {
+		if (c >= tree_count(m, t, h))
+			return UINT64_MAX; /* no such node: padding */
+		if (!h)
+			return m->key[t][((uint64_t)m->layer[t][0] + c) * 8];
+		c *= 9;
+	}
+}
+
+/* Invariants of a built map: every array inside the one allocation, the trees 64-byte
+ * aligned; the ranges sorted, disjoint, valid; the trees shaped and keyed as
+ * ranges_pvt.h defines them (leaves: the starts, then padding; inner keys: the
+ * smallest key under the next child). */
 static void map_check(const struct rtioreq__map *m)
 {
 	const char *lo = (const char *)m->storage, *hi = (const char *)m + m->size;
 
 	assert_true((uintptr_t)m % 64 == 0 && m->size % 64 == 0);
 	for (uint32_t t = 0; t < RTIOREQ__NTYPES; t++) {
-		uint32_t i = 0;
+		uint32_t i, h, H = m->height[t], nodes = 0;
 
+		assert_true(H >= 1 && H <= RTIOREQ__MAP_LAYERS);
+		assert_int_equal(tree_count(m, t, H - 1), 1);
+		assert_true(H == 1 || tree_count(m, t, H - 2) > 1);
+		for (h = H; h-- > 0;) { /* root first in memory, leaves last */
+			assert_int_equal(m->layer[t][h], nodes);
+			nodes += tree_count(m, t, h);
+		}
 		assert_true((uintptr_t)m->key[t] % 64 == 0);
 		assert_true((const char *)m->key[t] >= lo &&
-			    (const char *)(m->key[t] + m->n[t] + 1) <= hi);
+			    (const char *)(m->key[t] + (size_t)nodes * 8) <= hi);
 		assert_true((const char *)m->r[t] >= lo && (const char *)(m->r[t] + m->n[t]) <= hi);
-		/* full levels: 2^full - 1 <= n < 2^(full+1) - 1; the rest on the next */
-		assert_true(((uint64_t)1 << m->full[t]) - 1 <= m->n[t]);
-		assert_true(((uint64_t)1 << (m->full[t] + 1)) - 1 > m->n[t]);
-		assert_int_equal(m->last[t], m->n[t] - ((1u << m->full[t]) - 1));
-		index_walk(m, t, 1, &i);
-		assert_int_equal(i, m->n[t]);
+		for (i = 0; i < tree_count(m, t, 0) * 8; i++)
+			assert_true(m->key[t][(size_t)m->layer[t][0] * 8 + i] ==
+				    (i < m->n[t] ? m->r[t][i].start : UINT64_MAX));
+		for (h = 1; h < H; h++)
+			for (uint64_t k = 0; k < tree_count(m, t, h); k++)
+				for (uint32_t j = 0; j < 8; j++)
+					assert_true(m->key[t][((uint64_t)m->layer[t][h] + k) * 8 + j] ==
+						    tree_min(m, t, h - 1, k * 9 + j + 1));
 		for (i = 0; i < m->n[t]; i++) {
 			const struct rtioreq__range *r = &m->r[t][i];
 
@@ -643,7 +666,7 @@ static void test_copy_on_write_versions(void **state)
 /* ---------------------------------------------------------------------------------- */
 /* The search index at every depth: maps of 0..10,001 ranges */
 
-#define DEPTH_SLOTS 10001u /* more than 2^13: the last level of 14 partly filled */
+#define DEPTH_SLOTS 10001u /* 1,251 leaves: 5 layers, the top ones partly filled */
 #define DEPTH_BASE  0x40u  /* slot s: [DEPTH_BASE + s * 0x40, + 0x1f], gaps between */
 
 static uint64_t depth_start(uint32_t s)
@@ -651,17 +674,39 @@ static uint64_t depth_start(uint32_t s)
 	return DEPTH_BASE + (uint64_t)s * 0x40;
 }
 
-/* Sizes where the tree gains a level or fills one: 2^k - 1, 2^k, 2^k + 1, and the top. */
+/* Sizes where the tree gains a layer or fills one: up to 10 (one leaf, then two), and
+ * around 8 * 9^k (9^k leaves fill k layers above them; one more start needs another),
+ * and the top. */
 static bool depth_size_checked(uint32_t n)
 {
-	for (uint32_t d = 0; d <= 2; d++)
-		if (n + d >= 1 && ((n + d - 1) & (n + d - 2)) == 0) /* n + d - 1 a power of 2 */
+	if (n <= 10 || n >= DEPTH_SLOTS - 1)
+		return true;
+	for (uint32_t full = 72; full < DEPTH_SLOTS; full *= 9)
+		if (n + 1 >= full && n <= full + 1)
 			return true;
-	return n >= DEPTH_SLOTS - 1;
+	return false;
+}
+
+/* Every search of @m agrees on @addr: the scalar and AVX2 descents (the latter where
+ * the CPU has it), and the one search routine with the map's choice and with the
+ * scalar descent forced. Return the answer. */
+static uint32_t depth_search(struct rtioreq__map *m, uint64_t addr)
+{
+	uint32_t want = rtioreq__map_descend(m, MMIO, addr), avx2 = m->avx2;
+
+#if RTIOREQ__MAP_HAVE_AVX2
+	if (avx2)
+		assert_int_equal(rtioreq__map_descend_avx2(m, MMIO, addr), want);
+#endif
+	assert_int_equal(rtioreq__map_upper_bound(m, MMIO, addr), want);
+	m->avx2 = 0;
+	assert_int_equal(rtioreq__map_upper_bound(m, MMIO, addr), want);
+	m->avx2 = avx2;
+	return want;
 }
 
 /* Every boundary of every slot, present or not, against the model @present. */
-static void depth_check(const struct rtioreq__map *m, const bool *present, uint32_t n)
+static void depth_check(struct rtioreq__map *m, const bool *present, uint32_t n)
 {
 	uint32_t below = 0; /* present slots before slot s */
 
@@ -669,8 +714,9 @@ static void depth_check(const struct rtioreq__map *m, const bool *present, uint3
 	assert_int_equal(m->n[MMIO], n);
 	assert_int_equal(rtioreq__map_upper_bound(m, MMIO, 0), 0);
 	assert_int_equal(rtioreq__map_upper_bound(m, MMIO, UINT64_MAX), n);
-	assert_int_equal(rtioreq__map_descend(m, MMIO, 0), 0);
-	assert_int_equal(rtioreq__map_descend(m, MMIO, UINT64_MAX), n);
+	assert_int_equal(depth_search(m, 0), 0);
+	assert_int_equal(depth_search(m, UINT64_MAX), n);
+	assert_int_equal(depth_search(m, UINT64_MAX - 1), n);
 	assert_ptr_equal(rtioreq__map_lookup(m, MMIO, UINT64_MAX, 1), CL(7));
 	assert_ptr_equal(rtioreq__map_lookup(m, PIO, depth_start(0), 1), CL(7));
 	for (uint32_t s = 0; s < DEPTH_SLOTS; s++) {
@@ -678,11 +724,11 @@ static void depth_check(const struct rtioreq__map *m, const bool *present, uint3
 		struct rtioreq_client *c = present[s] ? CL(s % 4) : CL(7);
 		uint32_t in = below + present[s];
 
-		/* the descent at every size, even where lookups bisect */
-		assert_int_equal(rtioreq__map_descend(m, MMIO, a - 1), below);
-		assert_int_equal(rtioreq__map_descend(m, MMIO, a), in);
-		assert_int_equal(rtioreq__map_descend(m, MMIO, a + 0x1f), in);
-		assert_int_equal(rtioreq__map_descend(m, MMIO, a + 0x20), in);
+		/* the descents at every size, even where lookups bisect */
+		assert_int_equal(depth_search(m, a - 1), below);
+		assert_int_equal(depth_search(m, a), in);
+		assert_int_equal(depth_search(m, a + 0x1f), in);
+		assert_int_equal(depth_search(m, a + 0x20), in);
 		assert_int_equal(rtioreq__map_upper_bound(m, MMIO, a - 1), below);
 		assert_ptr_equal(rtioreq__map_lookup(m, MMIO, a - 1, 1), CL(7));
 		assert_int_equal(rtioreq__map_upper_bound(m, MMIO, a), in);
@@ -697,10 +743,10 @@ static void depth_check(const struct rtioreq__map *m, const bool *present, uint3
 }
 
 /* Grow a map to DEPTH_SLOTS ranges in random order, checking every boundary at each
- * size where the Eytzinger tree changes shape (0, 1, 2^k - 1, 2^k, 2^k + 1, 10,000+):
- * the descent through the full levels and the partial last one; then shrink it by
- * deletes down to 2^13 - 1 (each update copies the map: going down to 0 would double
- * the test's time, and the smaller maps of map_del are the model test's). */
+ * size where the tree changes shape (0..10, 8 * 9^k + {-1, 0, 1}, 10,000+): one leaf,
+ * full layers, a layer more; then shrink it by deletes down to 8 * 9^3 - 1 (each update
+ * copies the map: going down to 0 would double the test's time, and the smaller maps of
+ * map_del are the model test's). */
 static void test_index_depths(void **state)
 {
 	uint32_t *order = malloc(DEPTH_SLOTS * sizeof(*order));
@@ -742,7 +788,7 @@ static void test_index_depths(void **state)
 			checked++;
 		}
 	}
-	for (i = 0; i < DEPTH_SLOTS - 8191; i++) { /* in another order: the same one shifted */
+	for (i = 0; i < DEPTH_SLOTS - 5831; i++) { /* in another order: the same one shifted */
 		uint32_t s = order[(i + DEPTH_SLOTS / 2) % DEPTH_SLOTS];
 		uint64_t a = depth_start(s);
 
@@ -755,9 +801,9 @@ static void test_index_depths(void **state)
 			checked++;
 		}
 	}
-	/* 41 sizes (0..5, 3 around each 2^k for k = 3..13, 10,000, 10,001), each checked
-	 * growing (but 0); shrinking: 10,000, 8193, 8192, 8191 */
-	assert_int_equal(checked, 41 - 1 + 4);
+	/* 22 sizes (0..10, 3 around each 8 * 9^k for k = 1..3, 10,000, 10,001), each
+	 * checked growing (but 0); shrinking: 10,000, 5833, 5832, 5831 */
+	assert_int_equal(checked, 22 - 1 + 4);
 	rtioreq__map_free(m);
 	free(present);
 	free(order);
