@@ -210,6 +210,8 @@ void bench_cacheline_topology(void);
 /* bench_slice_fn (interleave.c) of the cache-line / futex ping-pong; @arg unused */
 uint64_t bench_cacheline_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);
 uint64_t bench_futex_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);
+/* the futex ping-pong with both threads on the engine CPU: one CPU, no cross-CPU wake */
+uint64_t bench_futex_local_slice(void *arg, uint64_t ns, struct rtioreq_hist *h);
 
 /* interleave.c */
 /*

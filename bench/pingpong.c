@@ -247,18 +247,15 @@ static void *fx_client(void *arg)
 	return NULL;
 }
 
-/*
- * One futex ping-pong of bench_cfg.slice_warm_ns + @ns into @h (a bench_slice_fn;
- * /dev/cpu_dma_latency is the caller's): the measured wall time, ns.
- */
-uint64_t bench_futex_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
+/* One futex ping-pong of bench_cfg.slice_warm_ns + @ns into @h, its client on
+ * @client_cpu: the measured wall time, ns. */
+static uint64_t fx_slice(int client_cpu, uint64_t ns, struct rtioreq_hist *h)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	pthread_t s, c;
 	uint64_t t;
 	int r;
 
-	(void)arg;
 	if (!f)
 		bench_die("out of memory");
 	r = rtioreq_shm_create(&f->shm, NULL, 1);
@@ -270,11 +267,35 @@ uint64_t bench_futex_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
 	f->warm_ns = bench_cfg.slice_warm_ns;
 	f->run_ns = ns;
 	bench_thread_start(&s, bench_cfg.engine_cpu, bench_cfg.prio, "fx-server", fx_server, f);
-	bench_thread_start(&c, bench_cfg.producer_cpu, 0, "fx-client", fx_client, f);
+	bench_thread_start(&c, client_cpu, 0, "fx-client", fx_client, f);
 	pthread_join(c, NULL);
 	pthread_join(s, NULL);
 	rtioreq_shm_close(&f->shm);
 	t = f->ns;
 	free(f);
 	return t;
+}
+
+/*
+ * One futex ping-pong across the two CPUs (client on the producer CPU) of
+ * bench_cfg.slice_warm_ns + @ns into @h (a bench_slice_fn; /dev/cpu_dma_latency is the
+ * caller's): the measured wall time, ns.
+ */
+uint64_t bench_futex_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
+{
+	(void)arg;
+	return fx_slice(bench_cfg.producer_cpu, ns, h);
+}
+
+/*
+ * The same with both threads on the engine CPU: the SCHED_FIFO server preempts the
+ * SCHED_OTHER client at each request and yields the CPU back when it sleeps, so a round
+ * trip is two context switches on one CPU and no cross-CPU wake-up: what one hop
+ * between two threads of the same CPU costs (the ACRN-style worker -> client thread
+ * hop on a 2-CPU machine, where both run on the engine CPU) is half of it.
+ */
+uint64_t bench_futex_local_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
+{
+	(void)arg;
+	return fx_slice(bench_cfg.engine_cpu, ns, h);
 }
