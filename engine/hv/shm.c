@@ -314,14 +314,6 @@ bool rtioreq_hv_poll(struct rtioreq_shm_region *r, uint16_t vcpu, uint32_t type,
 {
 	const struct rtioreq_io_request *s = &r->page.req_slot[vcpu];
 
-	/*
-	 * Touch the request's line (value, offset 88) on every check, not only after
-	 * COMPLETE: the engine writes value before processed, so a spinning caller has the
-	 * new value's line on its way while it waits for processed's, one transfer
-	 * overlapped instead of serialized after COMPLETE (docs/shm-protocol.md, step 6). A
-	 * prefetch returns nothing: value is still read only after H2 below.
-	 */
-	__builtin_prefetch(&s->reqs);
 	/* H2: pairs with the engine's C2; the value is complete once COMPLETE is seen */
 	if (atomic_load_explicit(slot_state(r, vcpu), memory_order_acquire) !=
 	    RTIOREQ_STATE_COMPLETE)
