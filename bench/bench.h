@@ -86,7 +86,22 @@ struct bench_ratio {
 	double median, min, max;
 	double a_ns, b_ns; /* median over the slices of each side's statistic */
 	double goal;	   /* the bound: median <= goal; 0: none */
+	/*
+	 * p99.9 ratios only. spikes_*: round trips of bench_spike_ns() or more per second
+	 * of each side (median over the slices): what interrupts of the host and of the
+	 * guest kernel add to the round trips they hit. knee: in most slices
+	 * some side's p99.9 was >= BENCH_KNEE x its p99, i.e. the p99.9 fell among those
+	 * spikes; the ratio then depends on each side's request rate against the spike
+	 * rate, not on the engine.
+	 */
+	double a_spikes_per_s, b_spikes_per_s;
+	bool knee;
 };
+#define BENCH_SPIKE_NS 10000u /* a spike: at least this, */
+#define BENCH_SPIKE_X  10u    /* and at least this many times the side's p50 */
+#define BENCH_KNEE     4.0
+/* The spike threshold of a side whose p50 is @p50 ns. */
+uint64_t bench_spike_ns(double p50);
 
 /* Idle-slot scan cost: passes of one spinning poller over slots nobody drives. */
 struct bench_scan_row {

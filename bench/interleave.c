@@ -36,24 +36,35 @@ unsigned int bench_slice_order(unsigned int slice, unsigned int j, unsigned int 
 	return slice & 1 ? n - 1 - j : j;
 }
 
+uint64_t bench_spike_ns(double p50)
+{
+	double t = BENCH_SPIKE_X * p50;
+
+	return t > BENCH_SPIKE_NS ? (uint64_t)t : BENCH_SPIKE_NS;
+}
+
 void bench_ratio_print(const struct bench_ratio *r)
 {
-	char goal[48] = "";
+	char goal[48] = "", tail[96] = "";
 
 	if (r->goal > 0)
 		snprintf(goal, sizeof(goal), " goal_max=%.2f met=%d", r->goal,
 			 r->median <= r->goal);
+	if (!strcmp(r->stat, "p99.9"))
+		snprintf(tail, sizeof(tail), " spikes_a_per_s=%.0f spikes_b_per_s=%.0f knee=%d",
+			 r->a_spikes_per_s, r->b_spikes_per_s, r->knee);
 	printf("SUMMARY ratio=%s stat=%s value=%.3f min=%.3f max=%.3f slices=%u a=%s a_ns=%.1f "
-	       "b=%s b_ns=%.1f interleaved=1%s\n",
+	       "b=%s b_ns=%.1f interleaved=1%s%s\n",
 	       r->key, r->stat, r->median, r->min, r->max, r->n, r->a, r->a_ns, r->b, r->b_ns,
-	       goal);
+	       goal, tail);
 }
 
 void bench_interleave(struct bench_side *s, unsigned int nside, const struct bench_ratio_spec *r,
 		      unsigned int nr, bool dma)
 {
 	static double p50[BENCH_MAX_SLICES][BENCH_MAX_SIDES],
-	    p999[BENCH_MAX_SLICES][BENCH_MAX_SIDES];
+	    p999[BENCH_MAX_SLICES][BENCH_MAX_SIDES], p99[BENCH_MAX_SLICES][BENCH_MAX_SIDES],
+	    spikes[BENCH_MAX_SLICES][BENCH_MAX_SIDES]; /* per second */
 	unsigned int slices = bench_cfg.slices;
 	struct rtioreq_hist *h = malloc(sizeof(*h));
 	int fd;
@@ -80,7 +91,11 @@ void bench_interleave(struct bench_side *s, unsigned int nside, const struct ben
 			s[k].d->ns += ns;
 			s[k].d->dma_held = dma;
 			p50[i][k] = (double)rtioreq_hist_percentile(h, 50);
+			p99[i][k] = (double)rtioreq_hist_percentile(h, 99);
 			p999[i][k] = (double)rtioreq_hist_percentile(h, 99.9);
+			spikes[i][k] = ns ? (double)bench_hist_count_ge(h, bench_spike_ns(p50[i][k])) *
+						1e9 / (double)ns
+					  : 0;
 		}
 	}
 	bench_dma_release(fd);
@@ -95,6 +110,8 @@ void bench_interleave(struct bench_side *s, unsigned int nside, const struct ben
 	for (unsigned int q = 0; q < nr; q++) {
 		struct bench_ratio *o;
 		double va[BENCH_MAX_SLICES], vb[BENCH_MAX_SLICES], v[BENCH_MAX_SLICES];
+		double sa[BENCH_MAX_SLICES], sb[BENCH_MAX_SLICES];
+		unsigned int knees = 0;
 
 		if (bench_res.nratio >= BENCH_MAX_RATIOS)
 			bench_die("too many ratios");
@@ -114,6 +131,9 @@ void bench_interleave(struct bench_side *s, unsigned int nside, const struct ben
 				continue; /* a side measured nothing in this slice */
 			va[o->n] = x;
 			vb[o->n] = y;
+			sa[o->n] = spikes[i][r[q].a];
+			sb[o->n] = spikes[i][r[q].b];
+			knees += x >= BENCH_KNEE * p99[i][r[q].a] || y >= BENCH_KNEE * p99[i][r[q].b];
 			o->v[o->n] = x / y;
 			v[o->n] = o->v[o->n];
 			o->n++;
@@ -125,11 +145,22 @@ void bench_interleave(struct bench_side *s, unsigned int nside, const struct ben
 		o->max = v[o->n - 1];
 		o->a_ns = bench_median(va, o->n);
 		o->b_ns = bench_median(vb, o->n);
+		if (r[q].tail) {
+			o->a_spikes_per_s = bench_median(sa, o->n);
+			o->b_spikes_per_s = bench_median(sb, o->n);
+			o->knee = 2 * knees > o->n;
+		}
 		printf("# %s: %s %s / %s: %.3fx [%.3f..%.3f] over %u slices (medians %.0f / %.0f "
 		       "ns)%s\n",
 		       o->key, o->stat, o->a, o->b, o->median, o->min, o->max, o->n, o->a_ns,
 		       o->b_ns,
 		       o->goal > 0 ? (o->median <= o->goal ? ", goal met" : ", goal NOT met") : "");
+		if (r[q].tail)
+			printf("#   spikes (round trips >= max(%u us, %ux p50)) per second: %.0f / %.0f%s\n",
+			       BENCH_SPIKE_NS / 1000, BENCH_SPIKE_X, o->a_spikes_per_s, o->b_spikes_per_s,
+			       o->knee ? "; p99.9 at the knee (>= 4x p99): it lies among these "
+					 "spikes, so it follows the request rates, not the engine"
+				       : "");
 	}
 	fflush(stdout);
 }

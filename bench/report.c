@@ -293,10 +293,14 @@ static void write_json(const struct ratio_row *rr, unsigned int nr)
 			   "\"b_ns\": %.1f, \"goal_max\": ",
 			q->what, q->a, q->a_ns, q->b, q->b_ns);
 		if (q->goal > 0)
-			fprintf(f, "%.2f, \"goal_met\": %s}", q->goal,
+			fprintf(f, "%.2f, \"goal_met\": %s", q->goal,
 				q->median <= q->goal ? "true" : "false");
 		else
-			fprintf(f, "null, \"goal_met\": null}");
+			fprintf(f, "null, \"goal_met\": null");
+		if (!strcmp(q->stat, "p99.9"))
+			fprintf(f, ", \"spikes_a_per_s\": %.0f, \"spikes_b_per_s\": %.0f, \"knee\": %s",
+				q->a_spikes_per_s, q->b_spikes_per_s, q->knee ? "true" : "false");
+		fprintf(f, "}");
 		fprintf(f, "%s\n", i + 1 == bench_res.nratio && !nr ? "" : ",");
 	}
 	for (unsigned int i = 0; i < nr; i++) {
@@ -484,9 +488,9 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 				 q->median <= q->goal ? "met" : "**not met**");
 		fmt_ns(a, sizeof(a), q->a_ns);
 		fmt_ns(b, sizeof(b), q->b_ns);
-		fprintf(f, "| %s | **%.2fx** | %.2f..%.2f | %u | %s | %s %s: %s | %s %s: %s |\n",
-			q->what, q->median, q->min, q->max, q->n, g, q->a, q->stat, a, q->b,
-			q->stat, b);
+		fprintf(f, "| %s%s | **%.2fx** | %.2f..%.2f | %u | %s | %s %s: %s | %s %s: %s |\n",
+			q->what, q->knee ? " (at the knee, see below)" : "", q->median, q->min,
+			q->max, q->n, g, q->a, q->stat, a, q->b, q->stat, b);
 	}
 	if (bench_res.nscan)
 		fprintf(f,
@@ -506,6 +510,33 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 			(double)h->faults_min * pm, (double)h->faults_maj * pm,
 			(double)h->allocs * pm, h->allocs_counted ? "" : " (allocs not counted)",
 			(unsigned long)h->requests);
+	}
+	{ /* the p99.9 ratios' spike rates: why some of them do not repeat */
+		bool any = false;
+
+		for (unsigned int i = 0; i < bench_res.nratio; i++) {
+			const struct bench_ratio *q = &bench_res.ratio[i];
+
+			if (strcmp(q->stat, "p99.9"))
+				continue;
+			if (!any)
+				fprintf(f,
+					"\nTails: spikes per second of each side (round trips of at "
+					"least %u us and %ux the side's p50; median over the "
+					"slices). Interrupts of the host and of the guest's kernel "
+					"(whose code is emulated here) add them at a rate set by "
+					"the machine, not by the request rate. A "
+					"ratio marked *at the knee* had a p99.9 at least %.0fx its "
+					"p99 on some side in most slices: its p99.9 lies among these "
+					"spikes, so it follows each side's request rate against the "
+					"spike rate, and it does not repeat from run to run.\n\n"
+					"| p99.9 ratio | spikes/s numerator | spikes/s denominator "
+					"| at the knee |\n|---|---:|---:|---|\n",
+					BENCH_SPIKE_NS / 1000, BENCH_SPIKE_X, BENCH_KNEE);
+			any = true;
+			fprintf(f, "| %s | %.0f | %.0f | %s |\n", q->key, q->a_spikes_per_s,
+				q->b_spikes_per_s, q->knee ? "yes" : "no");
+		}
 	}
 	fprintf(f,
 		"\n## Other ratios (not interleaved)\n\nSides measured in different phases, "

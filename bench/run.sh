@@ -15,6 +15,8 @@
 #                    of the N values, i.e. |v - M| <= 0.15 M), the idle-slot scan cost
 #                    likewise, and 'REPEAT-SUMMARY checked=C within=W ok=0|1'; also
 #                    in DIR/repeat.txt. Exit status 4 if some value is outside +-15%.
+#                    A p99.9 ratio also lists, per run, whether its p99.9 was at the
+#                    knee (knee=1: among the host's spikes; report.md, "Tails").
 #   --profiles-only  only the last phase: each shipped profile (rt-configs/*.yaml that
 #                    'rtioreq check --host' accepts here) run with 'rtioreq run -D T',
 #                    its maximum round trip in profiles.md, profile-*.json
@@ -172,14 +174,16 @@ if [ -n "$REPEAT" ]; then
 	awk -v n="$REPEAT" '
 	/^SUMMARY ratio=/ && / interleaved=1/ || /^SUMMARY bench=scan-idle-slot/ {
 		if (seen[FILENAME, $2]++) next
-		key = ""; val = ""
+		key = ""; val = ""; knee = ""
 		for (i = 2; i <= NF; i++) {
 			split($i, kv, "=")
 			if (kv[1] == "ratio" || kv[1] == "bench") key = kv[2]
 			if (kv[1] == "value") val = kv[2]
+			if (kv[1] == "knee") knee = kv[2]
 		}
 		if (!(key in cnt)) order[++nk] = key
 		v[key, ++cnt[key]] = val
+		if (knee != "") kn[key] = kn[key] (kn[key] == "" ? "" : ",") knee
 	}
 	END {
 		within = 0; checked = 0
@@ -205,8 +209,9 @@ if [ -n "$REPEAT" ]; then
 			}
 			ok = (m > 0 && dev <= 15)
 			checked++; within += ok
-			printf "REPEAT key=%s values=%s mean=%.4g max_dev_pct=%.1f max_over_min=%.3f ok=%d\n",
-				key, vals, m, dev, (lo > 0 ? hi / lo : 0), ok
+			printf "REPEAT key=%s values=%s mean=%.4g max_dev_pct=%.1f max_over_min=%.3f ok=%d%s\n",
+				key, vals, m, dev, (lo > 0 ? hi / lo : 0), ok,
+				(key in kn ? " knee=" kn[key] : "")
 		}
 		printf "REPEAT-SUMMARY runs=%d checked=%d within=%d ok=%d rule=every_value_within_15pct_of_mean\n",
 			n, checked, within, (checked > 0 && within == checked)
