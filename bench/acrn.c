@@ -442,6 +442,7 @@ static double lk_time_rtioreq(_Atomic(struct rtioreq__map *) *pub, const uint64_
 
 	do {
 		for (unsigned int k = 0; k < LK_ADDRS; k++) {
+			/* M2 as a taker does it: pairs with the release store of @pub */
 			const struct rtioreq__map *mm =
 			    atomic_load_explicit(pub, memory_order_acquire);
 
@@ -552,7 +553,7 @@ void bench_lookup(void)
 
 			t_r[rep] = lk_time_rtioreq(&pub, addr, budget, &sink, &row->lookups_rtioreq);
 			m->avx2 = 0; /* the scalar descent, as a CPU without AVX2 runs it */
-			t_s[rep] = lk_time_rtioreq(&pub, addr, budget, &sink, &row->lookups_rtioreq);
+			t_s[rep] = lk_time_rtioreq(&pub, addr, budget, &sink, &row->lookups_scalar);
 			m->avx2 = avx2;
 
 			iters = 0;

@@ -69,7 +69,7 @@ struct bench_lookup_row {
 	 * same as rtioreq_ns below 256 ranges, which bisect); avx2: the map's choice */
 	double scalar_ns;
 	int avx2; /* rtioreq_ns descended the tree with AVX2 */
-	uint64_t lookups_rtioreq, lookups_acrn, wrong;
+	uint64_t lookups_rtioreq, lookups_scalar, lookups_acrn, wrong;
 	double foreign_pct;
 };
 

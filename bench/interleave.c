@@ -156,10 +156,12 @@ void bench_interleave(struct bench_side *s, unsigned int nside, const struct ben
 		       o->b_ns,
 		       o->goal > 0 ? (o->median <= o->goal ? ", goal met" : ", goal NOT met") : "");
 		if (r[q].tail)
-			printf("#   spikes (round trips >= max(%u us, %ux p50)) per second: %.0f / %.0f%s\n",
-			       BENCH_SPIKE_NS / 1000, BENCH_SPIKE_X, o->a_spikes_per_s, o->b_spikes_per_s,
-			       o->knee ? "; p99.9 at the knee (>= 4x p99): it lies among these "
-					 "spikes, so it follows the request rates, not the engine"
+			printf("#   spikes (round trips >= max(%u us, %ux p50)) per second: %.0f / "
+			       "%.0f; knee (p99.9 >= %.0fx p99 in most slices): %s%s\n",
+			       BENCH_SPIKE_NS / 1000, BENCH_SPIKE_X, o->a_spikes_per_s,
+			       o->b_spikes_per_s, BENCH_KNEE, o->knee ? "yes" : "no",
+			       o->knee ? "; p99.9 at the knee: it lies among these spikes, so it "
+					 "follows each side's request rate against the spike rate"
 				       : "");
 	}
 	fflush(stdout);

@@ -248,8 +248,8 @@ static void *fx_client(void *arg)
 }
 
 /* One futex ping-pong of bench_cfg.slice_warm_ns + @ns into @h, its client on
- * @client_cpu: the measured wall time, ns. */
-static uint64_t fx_slice(int client_cpu, uint64_t ns, struct rtioreq_hist *h)
+ * @client_cpu at SCHED_FIFO @client_prio (0: SCHED_OTHER): the measured wall time, ns. */
+static uint64_t fx_slice(int client_cpu, int client_prio, uint64_t ns, struct rtioreq_hist *h)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	pthread_t s, c;
@@ -267,7 +267,7 @@ static uint64_t fx_slice(int client_cpu, uint64_t ns, struct rtioreq_hist *h)
 	f->warm_ns = bench_cfg.slice_warm_ns;
 	f->run_ns = ns;
 	bench_thread_start(&s, bench_cfg.engine_cpu, bench_cfg.prio, "fx-server", fx_server, f);
-	bench_thread_start(&c, client_cpu, 0, "fx-client", fx_client, f);
+	bench_thread_start(&c, client_cpu, client_prio, "fx-client", fx_client, f);
 	pthread_join(c, NULL);
 	pthread_join(s, NULL);
 	rtioreq_shm_close(&f->shm);
@@ -284,18 +284,18 @@ static uint64_t fx_slice(int client_cpu, uint64_t ns, struct rtioreq_hist *h)
 uint64_t bench_futex_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
 {
 	(void)arg;
-	return fx_slice(bench_cfg.producer_cpu, ns, h);
+	return fx_slice(bench_cfg.producer_cpu, 0, ns, h);
 }
 
 /*
- * The same with both threads on the engine CPU: the SCHED_FIFO server preempts the
- * SCHED_OTHER client at each request and yields the CPU back when it sleeps, so a round
- * trip is two context switches on one CPU and no cross-CPU wake-up: what one hop
- * between two threads of the same CPU costs (the ACRN-style worker -> client thread
- * hop on a 2-CPU machine, where both run on the engine CPU) is half of it.
+ * The same with both threads on the engine CPU at the same SCHED_FIFO priority, as the
+ * ACRN-style worker and client threads are: a woken thread does not preempt its waker
+ * but runs when the waker goes to sleep. So a round trip is two context switches on
+ * one CPU and no cross-CPU wake-up, and one hop between two threads of the same CPU
+ * (the ACRN-style worker -> client thread hop on a 2-CPU machine) is half of it.
  */
 uint64_t bench_futex_local_slice(void *arg, uint64_t ns, struct rtioreq_hist *h)
 {
 	(void)arg;
-	return fx_slice(bench_cfg.engine_cpu, ns, h);
+	return fx_slice(bench_cfg.engine_cpu, bench_cfg.prio, ns, h);
 }

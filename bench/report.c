@@ -350,12 +350,13 @@ static void write_json(const struct ratio_row *rr, unsigned int nr)
 			"    {\"ranges\": %u, \"acrn_clients\": %u, \"rtioreq_ns\": %.2f, "
 			"\"rtioreq_scalar_ns\": %.2f, \"avx2\": %s, "
 			"\"acrn_ns\": %.2f, \"rtioreq_min_ns\": %.2f, \"acrn_min_ns\": %.2f, "
-			"\"acrn_over_rtioreq\": %.2f, \"lookups_rtioreq\": %lu, "
+			"\"acrn_over_rtioreq\": %.2f, \"lookups_rtioreq\": %lu, \"lookups_scalar\": %lu, "
 			"\"lookups_acrn\": %lu, \"wrong\": %lu, \"foreign_cpu_pct\": %.1f}%s\n",
 			l->ranges, l->acrn_clients, l->rtioreq_ns, l->scalar_ns,
 			l->avx2 ? "true" : "false", l->acrn_ns, l->rtioreq_min_ns,
 			l->acrn_min_ns, ratio(l->acrn_ns, l->rtioreq_ns),
-			(unsigned long)l->lookups_rtioreq, (unsigned long)l->lookups_acrn,
+			(unsigned long)l->lookups_rtioreq, (unsigned long)l->lookups_scalar,
+			(unsigned long)l->lookups_acrn,
 			(unsigned long)l->wrong, l->foreign_pct,
 			i + 1 == bench_res.nlookup ? "" : ",");
 	}
@@ -523,13 +524,14 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 				fprintf(f,
 					"\nTails: spikes per second of each side (round trips of at "
 					"least %u us and %ux the side's p50; median over the "
-					"slices). Interrupts of the host and of the guest's kernel "
-					"(whose code is emulated here) add them at a rate set by "
-					"the machine, not by the request rate. A "
+					"slices). Their likely source is interrupts of the host and "
+					"of the guest's kernel (whose code is emulated on this "
+					"development machine), at a rate set by the machine rather "
+					"than by the request rate (compare the two columns). A "
 					"ratio marked *at the knee* had a p99.9 at least %.0fx its "
 					"p99 on some side in most slices: its p99.9 lies among these "
 					"spikes, so it follows each side's request rate against the "
-					"spike rate, and it does not repeat from run to run.\n\n"
+					"spike rate, and may differ from run to run.\n\n"
 					"| p99.9 ratio | spikes/s numerator | spikes/s denominator "
 					"| at the knee |\n|---|---:|---:|---|\n",
 					BENCH_SPIKE_NS / 1000, BENCH_SPIKE_X, BENCH_KNEE);

@@ -179,17 +179,23 @@ static size_t round_up(size_t x, size_t to)
 	return (x + to - 1) / to * to;
 }
 
+/* Leaves of the tree over @n keys (ranges_pvt.h): ceil(n / 8), at least one. */
+static uint32_t tree_leaves(uint32_t n)
+{
+	return n ? (n - 1) / RTIOREQ__MAP_NODE_KEYS + 1 : 1;
+}
+
 /*
- * The shape of the tree over @n keys (ranges_pvt.h): its layers' first nodes in
- * @layer[] (the root first in memory, the leaves last) and their number in *@height;
- * return the number of nodes. Leaves: ceil(n / 8), at least one; each layer above:
- * ceil(below / 9), up to the one that has a single node.
+ * The shape of the tree over @n keys: its layers' first nodes in @layer[] (the root
+ * first in memory, the leaves last) and their number in *@height; return the number of
+ * nodes. Above the leaves, each layer has ceil(below / 9) nodes, up to the one that has
+ * a single node.
  */
 static uint32_t tree_shape(uint32_t n, uint32_t layer[RTIOREQ__MAP_LAYERS], uint32_t *height)
 {
 	uint32_t count[RTIOREQ__MAP_LAYERS], h = 0, c, total = 0;
 
-	c = n ? (n - 1) / RTIOREQ__MAP_NODE_KEYS + 1 : 1;
+	c = tree_leaves(n);
 	for (;;) {
 		count[h++] = c;
 		if (c == 1)
@@ -220,7 +226,8 @@ static uint32_t cpu_avx2(void)
 static struct rtioreq__map *map_alloc(uint32_t n0, uint32_t n1)
 {
 	const uint32_t n[RTIOREQ__NTYPES] = { n0, n1 };
-	uint32_t layer[RTIOREQ__NTYPES][RTIOREQ__MAP_LAYERS], height[RTIOREQ__NTYPES];
+	/* zero: the layers past a tree's height stay 0 in the header */
+	uint32_t layer[RTIOREQ__NTYPES][RTIOREQ__MAP_LAYERS] = { { 0 } }, height[RTIOREQ__NTYPES];
 	size_t off[2][RTIOREQ__NTYPES], size = offsetof(struct rtioreq__map, storage);
 	struct rtioreq__map *m;
 	uint32_t t;
@@ -252,11 +259,10 @@ static struct rtioreq__map *map_alloc(uint32_t n0, uint32_t n1)
 	return m;
 }
 
-/* Bytes of type @t's tree in @m. */
-static size_t tree_bytes(const struct rtioreq__map *m, uint32_t t)
+/* Nodes of type @t's tree in @m: the leaves come last, from layer[0] on. */
+static uint32_t tree_nodes(const struct rtioreq__map *m, uint32_t t)
 {
-	return ((size_t)m->layer[t][0] + (m->n[t] ? (m->n[t] - 1) / RTIOREQ__MAP_NODE_KEYS + 1 : 1)) *
-	       LINE;
+	return m->layer[t][0] + tree_leaves(m->n[t]);
 }
 
 /*
@@ -272,8 +278,7 @@ static void map_index(struct rtioreq__map *m, uint32_t t)
 
 	for (uint32_t h = 0; h < m->height[t]; h++) {
 		uint64_t *node = m->key[t] + (size_t)m->layer[t][h] * RTIOREQ__MAP_NODE_KEYS;
-		uint32_t count = (h ? m->layer[t][h - 1] : (uint32_t)(tree_bytes(m, t) / LINE)) -
-				 m->layer[t][h];
+		uint32_t count = (h ? m->layer[t][h - 1] : tree_nodes(m, t)) - m->layer[t][h];
 
 		for (uint64_t i = 0; i < (uint64_t)count * RTIOREQ__MAP_NODE_KEYS; i++) {
 			uint64_t first = h ? (i + i / RTIOREQ__MAP_NODE_KEYS + 1) * span *
@@ -332,7 +337,7 @@ static struct rtioreq__map *map_clone(const struct rtioreq__map *old, uint32_t t
 		return NULL;
 	m->dflt = old->dflt;
 	memcpy(m->r[other], old->r[other], m->n[other] * sizeof(struct rtioreq__range));
-	memcpy(m->key[other], old->key[other], tree_bytes(m, other));
+	memcpy(m->key[other], old->key[other], (size_t)tree_nodes(m, other) * LINE);
 	return m;
 }
 

@@ -9,8 +9,9 @@
  * From RTIOREQ__MAP_DESCEND_MIN ranges on, the search does not bisect the sorted array
  * (at 10,000 ranges that is ~14 dependent loads, one cache line each, and a mispredicted
  * branch about every other level): every map also holds, per type, the ranges' starts
- * in an implicit B+ tree of 64-byte nodes (the "S+ tree" of Khuong & Morin, "Array
- * layouts for comparison-based searching", 2017, and algorithmica.org). Its leaves are
+ * in an implicit B+ tree of 64-byte nodes (the "S+ tree" of algorithmica.org, after
+ * the B-tree layouts of Khuong & Morin, "Array layouts for comparison-based
+ * searching", 2017). Its leaves are
  * the sorted starts, RTIOREQ__MAP_NODE_KEYS per node, the last one padded; above them,
  * a node k of layer h (h >= 1) has the RTIOREQ__MAP_FANOUT children k * FANOUT + i,
  * i < FANOUT, in layer h - 1, and its key j is the smallest start under child j + 1
@@ -40,13 +41,17 @@
 
 #define RTIOREQ__NTYPES 2 /* routable types: RTIOREQ_TYPE_PORTIO, RTIOREQ_TYPE_MMIO */
 
-/* Ranges per type at most: 2^22 leaves, so that a tree has at most 8 layers. */
-#define RTIOREQ__MAP_MAX (1u << 25)
-
 #define RTIOREQ__MAP_NODE_KEYS 8u /* keys per tree node: one cache line */
 #define RTIOREQ__MAP_FANOUT    9u /* children per inner node */
-/* Layers of a tree at most: RTIOREQ__MAP_MAX ranges fill 2^22 leaves, 9^7 > 2^22. */
+/* Layers of a tree at most: 8, so that the first node of each layer of both trees,
+ * 2 x 8 uint32_t, fills exactly the header's second cache line (a lookup reads it). */
 #define RTIOREQ__MAP_LAYERS 8u
+/* Ranges per type at most, for RTIOREQ__MAP_LAYERS: 2^25 ranges fill 2^22 leaves, and 7
+ * layers above them hold up to 9^7 = 4,782,969 leaves. Also keeps every node index
+ * within 32 bits. */
+#define RTIOREQ__MAP_MAX (1u << 25)
+_Static_assert(RTIOREQ__MAP_MAX / RTIOREQ__MAP_NODE_KEYS <= 4782969u /* 9^7 */,
+	       "RTIOREQ__MAP_MAX ranges fit a tree of RTIOREQ__MAP_LAYERS layers");
 
 struct rtioreq__range {
 	uint64_t start; /* inclusive */
@@ -70,10 +75,11 @@ struct rtioreq__map {
 	_Alignas(64) unsigned char storage[];
 };
 
-/* Below this many ranges a lookup bisects the sorted array instead: measured, the
- * branchy bisection (its branches well predicted for repeated addresses, its array in
- * L1) was 2x faster at 1-100 ranges, the descent 2x faster at 1,000 and more; the
- * crossover, somewhere between, was not measured closer. */
+/* Below this many ranges a lookup bisects the sorted array instead. Measured (bench
+ * lookup phase, the tree forced at every size): bisection 1.9 / 3.0 / 5.3-5.9 ns at
+ * 1 / 10 / 100 ranges, the AVX2 tree 3.0 / 5.2 / 7.8-8.0 ns; at 1,000 the tree took
+ * 11 ns, the earlier Eytzinger descent 17 ns, and that descent was 2x faster than the
+ * bisection. The crossover, between 100 and 1,000, was not measured closer. */
 #define RTIOREQ__MAP_DESCEND_MIN 256u
 
 /* Keys of the 8 in @node that are <= @addr: which child, or the position in a leaf.

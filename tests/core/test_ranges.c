@@ -83,6 +83,12 @@ static void map_check(const struct rtioreq__map *m)
 	const char *lo = (const char *)m->storage, *hi = (const char *)m + m->size;
 
 	assert_true((uintptr_t)m % 64 == 0 && m->size % 64 == 0);
+#if RTIOREQ__MAP_HAVE_AVX2
+	/* the AVX2 descent is used wherever the CPU has it */
+	assert_int_equal(m->avx2, __builtin_cpu_supports("avx2") != 0);
+#else
+	assert_int_equal(m->avx2, 0);
+#endif
 	for (uint32_t t = 0; t < RTIOREQ__NTYPES; t++) {
 		uint32_t i, h, H = m->height[t], nodes = 0;
 
@@ -667,11 +673,12 @@ static void test_copy_on_write_versions(void **state)
 /* The search index at every depth: maps of 0..10,001 ranges */
 
 #define DEPTH_SLOTS 10001u /* 1,251 leaves: 5 layers, the top ones partly filled */
-#define DEPTH_BASE  0x40u  /* slot s: [DEPTH_BASE + s * 0x40, + 0x1f], gaps between */
+/* slot s: [depth_base + s * 0x40, + 0x1f], gaps between; set by each depth test */
+static uint64_t depth_base;
 
 static uint64_t depth_start(uint32_t s)
 {
-	return DEPTH_BASE + (uint64_t)s * 0x40;
+	return depth_base + (uint64_t)s * 0x40;
 }
 
 /* Sizes where the tree gains a layer or fills one: up to 10 (one leaf, then two), and
@@ -747,7 +754,7 @@ static void depth_check(struct rtioreq__map *m, const bool *present, uint32_t n)
  * full layers, a layer more; then shrink it by deletes down to 8 * 9^3 - 1 (each update
  * copies the map: going down to 0 would double the test's time, and the smaller maps of
  * map_del are the model test's). */
-static void test_index_depths(void **state)
+static void index_depths(uint64_t base)
 {
 	uint32_t *order = malloc(DEPTH_SLOTS * sizeof(*order));
 	bool *present = calloc(DEPTH_SLOTS, sizeof(*present));
@@ -755,6 +762,7 @@ static void test_index_depths(void **state)
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
 	uint32_t i, checked = 0;
 
+	depth_base = base;
 	assert_non_null(order);
 	assert_non_null(present);
 	assert_non_null(m);
@@ -788,6 +796,16 @@ static void test_index_depths(void **state)
 			checked++;
 		}
 	}
+	/* a change of the other type copies this tree as it is (map_clone): one PIO range
+	 * below every slot's address, checked like every other map, then gone again */
+	assert_int_equal(rtioreq__map_add(m, PIO, 0, 0x1f, CL(5), &n, NULL), 0);
+	rtioreq__map_free(m);
+	m = n;
+	depth_check(m, present, DEPTH_SLOTS);
+	assert_ptr_equal(rtioreq__map_lookup(m, PIO, 0x10, 1), CL(5));
+	assert_int_equal(rtioreq__map_del(m, PIO, 0, 0x1f, CL(5), &n), 0);
+	rtioreq__map_free(m);
+	m = n;
 	for (i = 0; i < DEPTH_SLOTS - 5831; i++) { /* in another order: the same one shifted */
 		uint32_t s = order[(i + DEPTH_SLOTS / 2) % DEPTH_SLOTS];
 		uint64_t a = depth_start(s);
@@ -807,6 +825,20 @@ static void test_index_depths(void **state)
 	rtioreq__map_free(m);
 	free(present);
 	free(order);
+}
+
+/* The tree at every depth with small addresses, then with addresses around 2^63, where
+ * the AVX2 compare's flip of the top bit matters (starts on both sides of it). On a
+ * CPU with AVX2, every map must have chosen it (map_check). */
+static void test_index_depths(void **state)
+{
+	(void)state;
+#if RTIOREQ__MAP_HAVE_AVX2
+	print_message("descents checked: scalar%s\n",
+		      __builtin_cpu_supports("avx2") ? " and AVX2" : " only (no AVX2 here)");
+#endif
+	index_depths(0x40);
+	index_depths((UINT64_C(1) << 63) - (uint64_t)DEPTH_SLOTS / 2 * 0x40);
 }
 
 /* ---------------------------------------------------------------------------------- */
