@@ -470,6 +470,7 @@ void bench_lookup(void)
 	if (sched_getaffinity(0, sizeof(saved), &saved))
 		bench_die("sched_getaffinity: %s", strerror(errno));
 	bench_pin_self(bench_cfg.engine_cpu);
+	bench_res.cpu_step_ns[0] = bench_cpu_step_ns();
 	printf("# lookup scaling: rtioreq__map_lookup() (acquire load of the map + "
 	       "bisection below 256 ranges, B+ tree of 64-byte nodes from there on, each node "
 	       "compared with AVX2 where the CPU has it, else scalar; no lock) vs "
@@ -608,6 +609,13 @@ void bench_lookup(void)
 		free(cl);
 		free(slot);
 	}
+	bench_res.cpu_step_ns[1] = bench_cpu_step_ns();
+	printf("# CPU speed check on CPU %d: %.3f ns per dependent multiply-add step before "
+	       "the lookups, %.3f after (the same machine at full speed: the same figure; a "
+	       "slowed vCPU: larger)\n",
+	       bench_cfg.engine_cpu, bench_res.cpu_step_ns[0], bench_res.cpu_step_ns[1]);
+	printf("SUMMARY bench=cpu_step unit=ns before=%.3f after=%.3f\n",
+	       bench_res.cpu_step_ns[0], bench_res.cpu_step_ns[1]);
 	if (sched_setaffinity(0, sizeof(saved), &saved))
 		bench_die("sched_setaffinity: %s", strerror(errno));
 	free(addr);

@@ -100,6 +100,9 @@ struct bench_ratio {
 #define BENCH_SPIKE_NS 10000u /* a spike: at least this, */
 #define BENCH_SPIKE_X  10u    /* and at least this many times the side's p50 */
 #define BENCH_KNEE     4.0
+/* ns per step of a dependent 64-bit multiply-add chain (imul + add: ~4 cycles on
+ * current x86), the median of 5 timings of 2^22 steps on the calling thread. */
+double bench_cpu_step_ns(void);
 /* The spike threshold of a side whose p50 is @p50 ns. */
 uint64_t bench_spike_ns(double p50);
 
@@ -171,6 +174,10 @@ struct bench_results {
 	unsigned int ndist;
 	struct bench_lookup_row lookup[8];
 	unsigned int nlookup;
+	/* ns per step of a dependent multiply-add chain on the engine CPU, before and after
+	 * the lookup phase: the lookups are compute-bound, and the host sometimes slows a
+	 * vCPU for minutes; this shows it (bench_cpu_step_ns) */
+	double cpu_step_ns[2];
 	struct bench_updates upd;
 	struct bench_cyclic cyc[4];
 	unsigned int ncyc;

@@ -336,6 +336,8 @@ static void write_json(const struct ratio_row *rr, unsigned int nr)
 			i ? ", " : "", c->vms, c->slots, c->ns_per_pass, c->ns_per_slot);
 	}
 	fprintf(f, "]},\n");
+	fprintf(f, "  \"cpu_step_ns\": {\"before_lookup\": %.3f, \"after_lookup\": %.3f},\n",
+		bench_res.cpu_step_ns[0], bench_res.cpu_step_ns[1]);
 	fprintf(f, "  \"lookup\": {\"unit\": \"ns per lookup (median of 5 repeats)\", "
 		   "\"rtioreq_ns_by_ranges\": {");
 	/* the issue-13 goal at a glance: rtioreq's ns per lookup keyed by table size */
@@ -591,11 +593,13 @@ static void write_md(const struct ratio_row *rr, unsigned int nr)
 		    "scalar compare) "
 		    "vs the ACRN-style `find_ioreq_client()` (clients mutex + per-client rwlock "
 		    "read side + linear walk of the range lists, matching the slot); random "
-		    "addresses inside the ranges; one thread on CPU %d.\n\n| Ranges | ACRN clients "
-		    "| "
+		    "addresses inside the ranges; one thread on CPU %d. CPU speed check: %.3f ns "
+		    "per dependent multiply-add step before the lookups, %.3f after (a vCPU the "
+		    "host slowed shows larger figures; compare runs by it).\n\n| Ranges | ACRN "
+		    "clients | "
 		    "rtioreq ns | scalar ns | ACRN-style ns | ACRN / rtioreq | other procs |\n"
 		    "|---:|---:|---:|---:|---:|---:|---:|\n",
-		    bench_cfg.engine_cpu);
+		    bench_cfg.engine_cpu, bench_res.cpu_step_ns[0], bench_res.cpu_step_ns[1]);
 		for (unsigned int i = 0; i < bench_res.nlookup; i++) {
 			const struct bench_lookup_row *l = &bench_res.lookup[i];
 

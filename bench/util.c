@@ -241,3 +241,21 @@ bool bench_phase(const char *name)
 	}
 	return false;
 }
+
+double bench_cpu_step_ns(void)
+{
+	const unsigned int steps = 1u << 22;
+	double t[5];
+	volatile uint64_t sink;
+
+	for (unsigned int r = 0; r < 5; r++) {
+		uint64_t x = r + 1, t0 = bench_now_ns();
+
+		for (unsigned int i = 0; i < steps; i++)
+			x = x * 0x9e3779b97f4a7c15ull + i; /* each step waits for the last */
+		t[r] = (double)(bench_now_ns() - t0) / steps;
+		sink = x;
+	}
+	(void)sink;
+	return bench_median(t, 5);
+}
