@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,6 +62,42 @@ static inline int h_const(struct rtioreq_client *c, struct rtioreq_req *req, voi
 	if (req->dir == RTIOREQ_DIR_READ)
 		req->value = (uint64_t)(uintptr_t)priv;
 	return 0;
+}
+
+/*
+ * A handler that blocks until the test opens the gate, then reads 0x77; h_gated_calls
+ * counts its calls. A test closes the gate (and zeroes the count) before its first
+ * request, h_gated_wait()s until a handler is inside, and opens the gate to let it go.
+ */
+static _Atomic int h_gate __attribute__((unused));
+static _Atomic int h_gated_calls __attribute__((unused));
+
+static inline int h_gated(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
+{
+	(void)c;
+	(void)priv;
+	atomic_fetch_add(&h_gated_calls, 1);
+	while (!atomic_load(&h_gate))
+		h_sleep_ms(1);
+	req->value = 0x77;
+	return 0;
+}
+
+static inline void h_gate_close(void)
+{
+	atomic_store(&h_gate, 0);
+	atomic_store(&h_gated_calls, 0);
+}
+
+static inline void h_gate_open(void)
+{
+	atomic_store(&h_gate, 1);
+}
+
+static inline void h_gated_wait(void)
+{
+	while (!atomic_load(&h_gated_calls))
+		h_sleep_ms(1);
 }
 
 static inline struct rtioreq_client *mk_client(struct rtioreq_vm *vm, const char *name,

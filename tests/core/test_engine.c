@@ -23,18 +23,6 @@ static int h_fail(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
 	return -EIO;
 }
 
-static _Atomic int gate; /* 0: h_gated blocks */
-static _Atomic int gated_calls;
-
-static int h_gated(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
-{
-	atomic_fetch_add(&gated_calls, 1);
-	while (!atomic_load(&gate))
-		h_sleep_ms(1);
-	req->value = 0x77;
-	return 0;
-}
-
 static void test_attach_validation(void **state)
 {
 	static struct rtioreq_io_request_buffer page;
@@ -246,18 +234,16 @@ static void test_clear_inline_not_forced(void **state)
 	struct h_vm h;
 	uint64_t v;
 
-	atomic_store(&gate, 0);
-	atomic_store(&gated_calls, 0);
+	h_gate_close();
 	h_vm_start(&h, 1);
 	assert_int_equal(rtioreq_range_add(mk_client(h.vm, "inl", h_gated, 0, false), PIO, 0x80,
 					   0x80),
 			 0);
 	h_submit(&h, 0, PIO, RD, 0x80, 1, 0, false);
-	while (!atomic_load(&gated_calls))
-		h_sleep_ms(1);
+	h_gated_wait();
 	assert_int_equal(rtioreq_vm_clear(h.vm, 20), 0);
 	assert_int_equal(h_state(&h, 0), RTIOREQ_STATE_PROCESSING);
-	atomic_store(&gate, 1);
+	h_gate_open();
 	assert_true(h_wait(&h, 0, PIO, &v, 5000));
 	assert_int_equal(v, 0x77);
 	rtioreq_vm_stats(h.vm, &st);
@@ -422,21 +408,19 @@ static void test_clear_completes_arrivals(void **state)
 	pthread_t t;
 	uint64_t v;
 
-	atomic_store(&gate, 0);
-	atomic_store(&gated_calls, 0);
+	h_gate_close();
 	h_vm_start(&h, 2);
 	/* a blocking handler: on its own thread (inline, it would hold up the dispatcher) */
 	assert_int_equal(rtioreq_range_add(mk_thread_client(h.vm, "slow", h_gated, 0), PIO, 0x80,
 					   0x80),
 			 0);
 	h_submit(&h, 0, PIO, RD, 0x80, 1, 0, false);
-	while (!atomic_load(&gated_calls))
-		h_sleep_ms(1);
+	h_gated_wait();
 	ca.vm = h.vm;
 	assert_int_equal(pthread_create(&t, NULL, do_clear, &ca), 0);
 	h_sleep_ms(30);
 	assert_int_equal(h_io(&h, 1, PIO, RD, 0x80, 1, 0), 0xff); /* cleared at once */
-	atomic_store(&gate, 1);
+	h_gate_open();
 	pthread_join(t, NULL);
 	assert_int_equal(ca.forced, 0);
 	assert_true(h_wait(&h, 0, PIO, &v, 5000));
@@ -455,17 +439,15 @@ static void test_destroy_with_requests_in_flight(void **state)
 	struct h_vm h;
 	uint64_t v;
 
-	atomic_store(&gate, 0);
-	atomic_store(&gated_calls, 0);
+	h_gate_close();
 	h_vm_start(&h, 3);
 	c = mk_thread_client(h.vm, "slow", h_gated, 0); /* its thread drains both */
 	assert_int_equal(rtioreq_range_add(c, PIO, 0x90, 0x9f), 0);
 	h_submit(&h, 0, PIO, RD, 0x90, 1, 0, false);
 	h_submit(&h, 1, PIO, RD, 0x91, 1, 0, false);
-	while (!atomic_load(&gated_calls))
-		h_sleep_ms(1);
+	h_gated_wait();
 	h_sleep_ms(10);
-	atomic_store(&gate, 1);
+	h_gate_open();
 	assert_int_equal(rtioreq_client_destroy(c), 0);
 	assert_true(h_wait(&h, 0, PIO, &v, 10));
 	assert_int_equal(v, 0x77);

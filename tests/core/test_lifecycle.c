@@ -185,23 +185,11 @@ static void test_destroy_with_held_request(void **state)
 	h_vm_stop(&h);
 }
 
-static _Atomic int gate;
-static _Atomic int gated_calls;
-
-static int h_gated(struct rtioreq_client *c, struct rtioreq_req *req, void *priv)
-{
-	atomic_fetch_add(&gated_calls, 1);
-	while (!atomic_load(&gate))
-		h_sleep_ms(1);
-	req->value = 0x77;
-	return 0;
-}
-
 /* Opens the gate 1 s after start, whatever the test thread is blocked in. */
 static void *gate_opener(void *arg)
 {
 	h_sleep_ms(1000);
-	atomic_store(&gate, 1);
+	h_gate_open();
 	return NULL;
 }
 
@@ -239,8 +227,7 @@ static void test_detach_does_not_stall_other_vm(void **state)
 	uint64_t ns[K_N][5], v, s;
 	void *rc;
 
-	atomic_store(&gate, 0);
-	atomic_store(&gated_calls, 0);
+	h_gate_close();
 	h_vm_start(&a, 1);
 	h_vm_second(&b, &a, 2, 2);
 	p = rtioreq_poller_create(a.eng, &(struct rtioreq_thread_attr){ .cpu = -1 });
@@ -248,8 +235,7 @@ static void test_detach_does_not_stall_other_vm(void **state)
 	slow = mk_thread_client(a.vm, "slow", h_gated, 0); /* blocks: not on the dispatcher */
 	assert_int_equal(rtioreq_range_add(slow, PIO, 0x80, 0x80), 0);
 	h_submit(&a, 0, PIO, RD, 0x80, 1, 0, false);
-	while (!atomic_load(&gated_calls))
-		h_sleep_ms(1);
+	h_gated_wait();
 	assert_int_equal(pthread_create(&opener, NULL, gate_opener, NULL), 0);
 	assert_int_equal(pthread_create(&t, NULL, do_detach, a.vm), 0);
 	assert_int_equal(rtioreq_range_add(mk_client(b.vm, "srv", h_const, 0x42, false), PIO,
@@ -277,7 +263,7 @@ static void test_detach_does_not_stall_other_vm(void **state)
 		assert_int_equal(rtioreq_client_destroy(c), 0);
 		ns[K_DESTROY][i] = h_now_ns() - s;
 	}
-	assert_int_equal(atomic_load(&gate), 0); /* all of it while A was still detaching */
+	assert_int_equal(atomic_load(&h_gate), 0); /* all of it while A was still detaching */
 	pthread_join(opener, NULL);
 	pthread_join(t, &rc);
 	assert_int_equal((intptr_t)rc, 0);
@@ -605,15 +591,13 @@ static void test_destroy_during_inline_fallback(void **state)
 	struct h_vm h;
 	uint64_t v;
 
-	atomic_store(&gate, 0);
-	atomic_store(&gated_calls, 0);
+	h_gate_close();
 	atomic_store(&at_sync, 0);
 	h_vm_start(&h, 1);
 	d.c = mk_client(h.vm, "inl", h_gated, 0, false); /* inline on the dispatcher */
 	assert_int_equal(rtioreq_range_add(d.c, PIO, 0x80, 0x80), 0);
 	h_submit(&h, 0, PIO, RD, 0x80, 1, 0, false);
-	while (!atomic_load(&gated_calls)) /* the dispatcher is inside the handler */
-		h_sleep_ms(1);
+	h_gated_wait(); /* the dispatcher is inside the handler */
 	atomic_store(&rtioreq__test_hook, withdraw_hook);
 	assert_int_equal(pthread_create(&d.t, NULL, do_destroy, &d), 0);
 	for (int i = 0; !atomic_load(&at_sync); i++) {
@@ -623,13 +607,13 @@ static void test_destroy_during_inline_fallback(void **state)
 	h_sleep_ms(20);
 	assert_int_equal(atomic_load(&d.done), 0); /* waits for the handler */
 	assert_int_equal(h_state(&h, 0), RTIOREQ_STATE_PROCESSING);
-	atomic_store(&gate, 1);
+	h_gate_open();
 	pthread_join(d.t, NULL);
 	atomic_store(&rtioreq__test_hook, NULL);
 	assert_int_equal(d.rc, 0);
 	assert_true(h_wait(&h, 0, PIO, &v, 1000));
 	assert_int_equal(v, 0x77); /* the handler's value, not forced */
-	assert_int_equal(atomic_load(&gated_calls), 1);
+	assert_int_equal(atomic_load(&h_gated_calls), 1);
 	assert_int_equal(h_io(&h, 0, PIO, RD, 0x80, 1, 0), 0xff); /* withdrawn */
 	rtioreq_vm_stats(h.vm, &st);
 	assert_int_equal(st.fallback, 2);
