@@ -262,7 +262,8 @@ struct rtioreq_vm {
 	 * place_lock: slot placement (poller_of[], paused); held across the grace period
 	 * of a slot move, so never taken on an RCU reader. lock: map updates, clients,
 	 * flags; never held across a grace period, a join or a timeout (only a 1 ms ENOMEM
-	 * retry, RTIOREQ__RETRY_NOMEM), so handlers may take it (range updates). Order: place_lock, then lock, then poller->lock.
+	 * retry, RTIOREQ__RETRY_NOMEM), so handlers may take it (range updates).
+	 * Order: place_lock, then lock, then poller->lock.
 	 */
 	pthread_mutex_t place_lock;
 	pthread_mutex_t lock;

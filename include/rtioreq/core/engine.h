@@ -10,14 +10,14 @@
  * Call contexts. Each function below states where it may be called from, in these
  * terms (tests/core/test_lifecycle.c checks each kind):
  *  - any thread: including a handler (on a poller, the dispatcher or a client's
- *    thread) and an
- *    embedder's own liburcu-qsbr thread, online or offline. Never waits for a grace
- *    period on the caller's thread; may take a per-VM mutex (or the engine's list
- *    lock) that is only ever held for short sections with no grace period, join or
- *    timeout in them. The one exception: a step that must not fail (an object leaving a
- *    published set, a forced request's record) retries a failed allocation every
- *    1 ms under its lock, so while malloc() keeps failing, a call that needs that
- *    lock waits as long as it does (RTIOREQ__RETRY_NOMEM, engine/sys/clock_pvt.h).
+ *    thread) and an embedder's own liburcu-qsbr thread, online or offline. Never
+ *    waits for a grace period on the caller's thread; may take a per-VM mutex (or the
+ *    engine's list lock) that is only ever held for short sections with no grace
+ *    period, join or timeout in them. The one exception: a step that must not fail
+ *    (an object leaving a published set, a forced request's record) retries a failed
+ *    allocation every 1 ms under its lock, so while malloc() keeps failing, a call
+ *    that needs that lock waits as long as it does (RTIOREQ__RETRY_NOMEM,
+ *    engine/sys/clock_pvt.h).
  *  - not on a poller: from any thread except the engine's pollers and dispatcher (so
  *    not from a handler running inline on either); called there it returns -EDEADLK
  *    (it waits for an RCU grace period, which would wait for the caller). From an
@@ -296,7 +296,8 @@ void rtioreq_vm_upcall(struct rtioreq_vm *vm);
  * -ENOENT and writes nothing, even if a later request of the same slot is outstanding
  * (each take has its own identity, rtioreq_req.tag: test_late_completion_rejected).
  * Requests handled inline by a poller or the dispatcher always finish on their own
- * (handlers are non-blocking by contract) and are never forced. Other VMs are not affected.
+ * (handlers are non-blocking by contract) and are never forced. Other VMs are not
+ * affected.
  * Context: not on a poller. Blocks: up to \p timeout_ms, then briefly for a waiter that
  * is between taking a request and claiming it (it sleeps, it does not spin).
  * Concurrently with rtioreq_vm_detach() of the same VM: a clear that began first
